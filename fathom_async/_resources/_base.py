@@ -1,0 +1,75 @@
+"""What every resource shares: sending a request and reading its model back."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._models import Deleted, Page, Wiped
+from .._pagination import AsyncPager
+from .._protocol import ApiRequest, list_items
+from .._validation import check_page_args
+
+if TYPE_CHECKING:
+    from .._client import FathomClient
+
+T = TypeVar("T")
+
+
+class Resource:
+    """Base of the resources: holds the client (or view) whose settings apply."""
+
+    def __init__(self, client: FathomClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+    async def _fetch(self, request: ApiRequest, model: type[T]) -> T:
+        data = await self._client._request(request)
+        return self._client._converter.structure(data, model)
+
+    def _list(
+        self,
+        path: str,
+        model: type[T],
+        *,
+        limit: int,
+        starting_after: str | None,
+        ending_before: str | None,
+    ) -> AsyncPager[T]:
+        size, after, before = check_page_args(limit, starting_after, ending_before)
+
+        async def fetch(limit: int, after: str | None, before: str | None) -> Page[T]:
+            query = [("limit", str(limit))]
+            if after is not None:
+                query.append(("starting_after", after))
+            if before is not None:
+                query.append(("ending_before", before))
+            data = await self._client._request(
+                ApiRequest("GET", path, "entity", query=tuple(query))
+            )
+            items, has_more, url = list_items(data)
+            return Page(
+                data=self._client._converter.structure_many(items, model),
+                has_more=has_more,
+                url=url,
+                raw=data if isinstance(data, Mapping) else {},
+            )
+
+        return AsyncPager(fetch, limit=size, starting_after=after, ending_before=before)
+
+    async def _delete(self, request: ApiRequest, object_id: str | None) -> Deleted:
+        data: Any = await self._client._request(request)
+        if data is None:  # 204 or an empty body: the API had nothing more to say
+            return Deleted(deleted=True, id=object_id)
+        return self._client._converter.structure(data, Deleted)
+
+    async def _wipe(self, request: ApiRequest, what: str) -> Wiped:
+        warnings.warn(
+            f"{what} was retired by Fathom and answers 410 Gone; this call raises GoneError",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return await self._fetch(request, Wiped)

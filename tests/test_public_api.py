@@ -1,0 +1,49 @@
+"""The public surface is exactly what __all__ says, and every name in it is importable."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import fathom_async
+
+EXPECTED = {
+    "DEFAULT_BASE_URL", "NOT_GIVEN", "APIConnectionError", "APIResponseError",
+    "APIStatusError", "APITimeoutError", "AcquireTimeoutError", "Account", "AggregationRow",
+    "AsyncPager", "AuthenticationError", "BadRequestError", "BucketSnapshot",
+    "ClientClosedError", "CurrentPage", "CurrentReferrer", "CurrentVisitors", "Deleted",
+    "Event", "FathomClient", "FathomError", "Filter", "GoneError", "Milestone",
+    "NotFoundError", "NotGiven", "Page", "PermissionDeniedError", "Permit",
+    "RateLimitBackend", "RateLimitError", "RateLimits", "ServerError", "ServerFeedback",
+    "Site", "TokenInfo", "UnprocessableEntityError", "ValidationError", "Wiped",
+    "__version__",
+}
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert set(fathom_async.__all__) == EXPECTED
+    assert len(fathom_async.__all__) == len(EXPECTED)
+
+
+def test_every_public_name_resolves() -> None:
+    for name in fathom_async.__all__:
+        assert getattr(fathom_async, name) is not None
+
+
+def test_no_public_attribute_is_left_out_of_all() -> None:
+    public = {
+        name for name in vars(fathom_async)
+        if not name.startswith("_") and not isinstance(getattr(fathom_async, name), type(pkgutil))
+    }
+    assert public <= set(fathom_async.__all__)
+
+
+def test_implementation_modules_are_private() -> None:
+    for module in pkgutil.iter_modules(fathom_async.__path__):
+        if module.name != "testing":
+            assert module.name.startswith("_"), module.name
+        importlib.import_module(f"fathom_async.{module.name}")
+
+
+def test_package_is_typed() -> None:
+    assert importlib.resources.files("fathom_async").joinpath("py.typed").is_file()

@@ -22,4 +22,49 @@ class _CompatClientResponse(ClientResponse):
         super().__init__(method, url, **kwargs)
 
 
-aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
+aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[attr-defined]
+
+
+# -- fixtures ---------------------------------------------------------------------
+
+import re  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from aioresponses import aioresponses as _aioresponses  # noqa: E402
+
+from fathom_async import FathomClient  # noqa: E402
+
+TOKEN = "test-token-9f8e7d6c5b4a-SECRET"
+BASE = "https://api.usefathom.com/v1"
+
+
+def url(path: str) -> re.Pattern[str]:
+    """Match `BASE + path` with any query string."""
+    return re.compile(re.escape(BASE + path) + r"(\?.*)?$")
+
+
+@pytest.fixture
+def api() -> Iterator[_aioresponses]:
+    with _aioresponses() as mocked:
+        yield mocked
+
+
+@pytest.fixture
+async def fathom(api: _aioresponses) -> AsyncIterator[FathomClient]:
+    async with FathomClient(TOKEN, rate_limits=None, strict=True) as client:
+        client._shared.sleep = _no_sleep
+        yield client
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def calls(api: _aioresponses) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every request aioresponses saw: (method, full URL, keyword arguments)."""
+    return [
+        (method, str(request_url), call.kwargs)
+        for (method, request_url), recorded in api.requests.items()
+        for call in recorded
+    ]

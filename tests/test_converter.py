@@ -63,8 +63,8 @@ def test_document_samples_parse_strictly(name: str, model: type[Any]) -> None:
 @pytest.mark.parametrize("name", ["sites_list.json", "events_list.json", "events_list_v1.json"])
 def test_list_samples_parse_strictly(name: str) -> None:
     data = sample(name)
-    model = Site if name.startswith("sites") else Event
-    items = strict.structure_many(data["data"], model)
+    model: type[Site | Event] = Site if name.startswith("sites") else Event
+    items: tuple[Site | Event, ...] = strict.structure_many(data["data"], model)
     assert len(items) == len(data["data"])
     assert items[0].id == data["data"][0]["id"]
 

@@ -32,7 +32,8 @@ def _site_body(
     if not isinstance(sharing, NotGiven):
         body["sharing"] = check_choice("sharing", sharing, SHARING)
     if not isinstance(share_password, NotGiven):
-        if body.get("sharing", "private") != "private":
+        # On update, a password alone changes the password of an already private site.
+        if body.get("sharing", "none" if creating else "private") != "private":
             raise ValidationError(
                 "share_password", "<redacted>", "only with sharing='private'"
             )

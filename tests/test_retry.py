@@ -1,0 +1,66 @@
+"""Which failures are retried and how long we wait (the policy, without HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tenacity import RetryCallState
+
+from fathom_async import (
+    APIConnectionError,
+    APIResponseError,
+    APITimeoutError,
+    BadRequestError,
+    RateLimitError,
+    ServerError,
+)
+from fathom_async._protocol import ApiRequest
+from fathom_async._retry import RetryPolicy
+
+READ = ApiRequest("GET", "/account", "entity")
+UPDATE = ApiRequest("POST", "/sites/A", "entity", json={"name": "x"})
+CREATE = ApiRequest("POST", "/sites", "entity", json={"name": "x"}, creates=True)
+policy = RetryPolicy(max_retries=3, max_retry_wait=60)
+
+
+@pytest.mark.parametrize(
+    ("exc", "read", "update", "create"),
+    [
+        (ServerError("x", status_code=503), True, True, False),
+        (ServerError("x", status_code=501), False, False, False),
+        (RateLimitError("x", retry_after=5), True, True, True),
+        (RateLimitError("x", retry_after=None), True, True, True),
+        (RateLimitError("x", retry_after=61), False, False, False),
+        (APIConnectionError("x", outcome_unknown=False), True, True, True),
+        (APIConnectionError("x", outcome_unknown=True), True, True, False),
+        (APITimeoutError("x", outcome_unknown=True), True, True, False),
+        (APIResponseError("garbled"), True, False, False),
+        (BadRequestError("x", status_code=400), False, False, False),
+        (ValueError("not ours"), False, False, False),
+    ],
+)
+def test_what_is_retried(exc: BaseException, read: bool, update: bool, create: bool) -> None:
+    assert policy.should_retry(READ, exc) is read
+    assert policy.should_retry(UPDATE, exc) is update
+    assert policy.should_retry(CREATE, exc) is create
+
+
+def _state(attempt: int, exc: BaseException) -> Any:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    state.set_exception((type(exc), exc, None))
+    return state
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    for attempt in range(1, 10):
+        ceiling = min(policy.backoff_cap, policy.backoff_base * 2 ** (attempt - 1))
+        waits = [policy.wait_for(_state(attempt, ServerError("x", status_code=503)))
+                 for _ in range(200)]
+        assert all(0 <= wait <= ceiling for wait in waits)
+        assert max(waits) > ceiling / 2  # it does spread out
+
+
+def test_retry_after_is_honoured_exactly() -> None:
+    assert policy.wait_for(_state(1, RateLimitError("x", retry_after=12.5))) == 12.5

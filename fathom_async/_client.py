@@ -201,7 +201,8 @@ class FathomClient:
     Args:
         token: the API token; defaults to `$FATHOM_API_TOKEN`. Never shown in any
             repr, log line or error.
-        base_url: the API root (plain http only for loopback test servers).
+        base_url: the API root; defaults to `$FATHOM_BASE_URL`, else the real API
+            (plain http only for loopback servers such as the emulator).
         timeout: seconds per attempt, or an `aiohttp.ClientTimeout`.
         max_retries: retries after the first attempt for transient failures.
         rate_limits: a `RateLimits` (or another backend) shared by every client of
@@ -220,7 +221,7 @@ class FathomClient:
         self,
         token: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float | aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         max_retries: int = 3,
         rate_limits: RateLimitBackend | NotGiven | None = NOT_GIVEN,
@@ -250,7 +251,10 @@ class FathomClient:
             raise ValidationError("max_response_bytes", max_response_bytes, "an int >= 1024")
         self._shared = _Shared(
             token=_check_token(token),
-            base_url=_check_base_url(base_url),
+            base_url=_check_base_url(
+                base_url if base_url is not None
+                else os.environ.get("FATHOM_BASE_URL") or DEFAULT_BASE_URL
+            ),
             session=session,
             limiter=limiter,
             converter=get_converter(strict),

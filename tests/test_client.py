@@ -682,3 +682,12 @@ async def test_logging_redacts_the_token(
     assert "retrying GET /account" in text
     assert "-> 200" in text
     assert TOKEN not in text
+
+
+async def test_base_url_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FATHOM_BASE_URL", "http://127.0.0.1:8123/v1")
+    async with FathomClient(TOKEN) as client:
+        assert client.base_url == "http://127.0.0.1:8123/v1"
+    monkeypatch.delenv("FATHOM_BASE_URL")
+    async with FathomClient(TOKEN) as client:
+        assert client.base_url == "https://api.usefathom.com/v1"

@@ -691,3 +691,26 @@ async def test_base_url_defaults_to_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("FATHOM_BASE_URL")
     async with FathomClient(TOKEN) as client:
         assert client.base_url == "https://api.usefathom.com/v1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "10"}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"starting_after": "A", "ending_before": "B"}, "ending_before"),
+        ({"starting_after": ""}, "starting_after"),
+        ({"ending_before": 5}, "ending_before"),
+    ],
+)
+async def test_list_arguments_are_checked_when_list_is_called(
+    api: aioresponses, fathom: FathomClient, kwargs: dict[str, Any], field: str
+) -> None:
+    for make in (fathom.sites.list, lambda **kw: fathom.events.list("S", **kw),
+                 lambda **kw: fathom.milestones.list("S", **kw)):
+        with pytest.raises(ValidationError) as info:
+            make(**kwargs)
+        assert info.value.field == field
+    assert calls(api) == []

@@ -1,0 +1,153 @@
+"""What to export, described as data, and the date arithmetic of its chunks.
+
+An `ExportSpec` is everything that decides which rows an export produces. Its
+fingerprint is written to the manifest, so a resumed export can prove it is the same
+export (and a changed one is refused instead of mixing two plans in one directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any, Literal, get_args
+
+import attrs
+
+from .._exceptions import ValidationError
+from .._types import AGGREGATES, DATE_GROUPINGS, FIELD_GROUPINGS, DateGrouping
+
+__all__ = ["ExportEntity", "ExportFormat", "ExportSpec"]
+
+ExportEntity = Literal["sites", "events", "milestones", "pageviews", "event_conversions"]
+ExportFormat = Literal["jsonl", "csv", "parquet"]
+ENTITIES: tuple[str, ...] = get_args(ExportEntity)
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
+MAX_HOUR_DAYS = 7
+
+
+def _names(
+    field: str, value: Sequence[str], allowed: Sequence[str], *, empty: bool
+) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ValidationError(field, value, "a list of names, not one string")
+    items = tuple(value)
+    if not items and not empty:
+        raise ValidationError(field, items, f"at least one of {', '.join(allowed)}")
+    for item in items:
+        if item not in allowed:
+            raise ValidationError(field, item, f"one of {', '.join(allowed)}")
+    if len(set(items)) != len(items):
+        raise ValidationError(field, items, "each name once")
+    return items
+
+
+def _to_tuple(value: Sequence[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _optional_sites(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen
+class ExportSpec:
+    """Which rows to export. Dates are whole days in each site's timezone, inclusive.
+
+    `sites=None` exports every site the token can see. `entities` picks the parts:
+    the site list, each site's events and milestones, pageview aggregations
+    (`pageview_aggregates` grouped by `granularity` and `pageview_grouping`) and
+    event aggregations (one series per event name).
+    """
+
+    date_from: date
+    date_to: date
+    sites: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_sites)
+    entities: tuple[str, ...] = attrs.field(default=ENTITIES, converter=_to_tuple)
+    granularity: DateGrouping = "day"
+    pageview_aggregates: tuple[str, ...] = attrs.field(
+        default=AGGREGATES["pageview"], converter=_to_tuple
+    )
+    pageview_grouping: tuple[str, ...] = attrs.field(default=("pathname",), converter=_to_tuple)
+    event_aggregates: tuple[str, ...] = attrs.field(
+        default=AGGREGATES["event"], converter=_to_tuple
+    )
+    event_grouping: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    format: ExportFormat = "jsonl"
+
+    def __attrs_post_init__(self) -> None:
+        for field in ("date_from", "date_to"):
+            value = getattr(self, field)
+            if not isinstance(value, date) or hasattr(value, "hour"):
+                raise ValidationError(field, value, "a date (whole days)")
+        if self.date_to < self.date_from:
+            raise ValidationError("date_to", self.date_to, "not before date_from")
+        if self.sites is not None and (
+            not self.sites or any(not isinstance(s, str) or not s.strip() for s in self.sites)
+        ):
+            raise ValidationError("sites", self.sites, "None (all sites) or site ids")
+        _names("entities", self.entities, ENTITIES, empty=False)
+        if self.granularity not in DATE_GROUPINGS:
+            raise ValidationError("granularity", self.granularity, ", ".join(DATE_GROUPINGS))
+        _names("pageview_aggregates", self.pageview_aggregates, AGGREGATES["pageview"],
+               empty=False)
+        _names("event_aggregates", self.event_aggregates, AGGREGATES["event"], empty=False)
+        _names("pageview_grouping", self.pageview_grouping, FIELD_GROUPINGS, empty=True)
+        _names("event_grouping", self.event_grouping, FIELD_GROUPINGS, empty=True)
+        if self.format not in FORMATS:
+            raise ValidationError("format", self.format, f"one of {', '.join(FORMATS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=False)
+        data["date_from"] = self.date_from.isoformat()
+        data["date_to"] = self.date_to.isoformat()
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in data.items()}
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the rows (not where they go)."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- date units -----------------------------------------------------------------------
+
+
+def align(day: date, granularity: str) -> date:
+    """The start of the unit holding `day` (hours are chunked by whole days)."""
+    if granularity == "month":
+        return day.replace(day=1)
+    if granularity == "year":
+        return day.replace(month=1, day=1)
+    return day
+
+
+def add_units(day: date, count: int, granularity: str) -> date:
+    """`count` units after the (aligned) `day`."""
+    if granularity == "month":
+        months = day.year * 12 + day.month - 1 + count
+        return date(months // 12, months % 12 + 1, 1)
+    if granularity == "year":
+        return date(day.year + count, 1, 1)
+    return day + timedelta(days=count)
+
+
+def units_in(start: date, end: date, granularity: str) -> int:
+    """How many units the half-open range [start, end) touches."""
+    count, cursor = 0, align(start, granularity)
+    if granularity in ("day", "hour"):
+        return (end - start).days
+    while cursor < end:
+        count += 1
+        cursor = add_units(cursor, 1, granularity)
+    return count
+
+
+def chunk_end(start: date, units: int, end: date, granularity: str) -> date:
+    """The end of a chunk of `units` units from `start`, on a unit boundary, within `end`."""
+    if granularity == "hour":
+        units = min(units, MAX_HOUR_DAYS)
+    boundary = add_units(align(start, granularity), max(units, 1), granularity)
+    return min(boundary, end)

@@ -27,6 +27,8 @@ aioresponses.core.ClientResponse = _CompatClientResponse  # type: ignore[attr-de
 
 # -- fixtures ---------------------------------------------------------------------
 
+import asyncio  # noqa: E402
+import inspect  # noqa: E402
 import re  # noqa: E402
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
 
@@ -68,3 +70,22 @@ def calls(api: _aioresponses) -> list[tuple[str, str, dict[str, Any]]]:
         for (method, request_url), recorded in api.requests.items()
         for call in recorded
     ]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_loop_in_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Give sync tests a loop that is closed afterwards.
+
+    looptime's plugin asks the event-loop policy for the current loop before every
+    test (pytest-asyncio's `event_loop_policy` fixture is autouse), and in a sync test
+    that makes a new loop nobody closes: a ResourceWarning, an error under
+    `filterwarnings = error`, in whichever test runs when it is collected.
+    """
+    if inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()

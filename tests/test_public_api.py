@@ -21,6 +21,20 @@ EXPECTED = {
 }
 
 
+PUBLIC_SUBPACKAGES = {"testing", "export"}
+EXPORT_NAMES = {
+    "ChunkRecord", "Export", "ExportEntity", "ExportFormat", "ExportProgress", "ExportSpec",
+    "ExportSummary", "Manifest", "PlanMismatchError", "read_rows", "run_export",
+}
+
+
+def test_export_all_is_exactly_its_public_names() -> None:
+    from fathom_async import export
+
+    assert set(export.__all__) == EXPORT_NAMES
+    assert all(getattr(export, name) is not None for name in export.__all__)
+
+
 def test_all_is_exactly_the_public_names() -> None:
     assert set(fathom_async.__all__) == EXPECTED
     assert len(fathom_async.__all__) == len(EXPECTED)
@@ -41,7 +55,7 @@ def test_no_public_attribute_is_left_out_of_all() -> None:
 
 def test_implementation_modules_are_private() -> None:
     for module in pkgutil.iter_modules(fathom_async.__path__):
-        if module.name != "testing":
+        if module.name not in PUBLIC_SUBPACKAGES:
             assert module.name.startswith("_"), module.name
         importlib.import_module(f"fathom_async.{module.name}")
 

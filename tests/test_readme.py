@@ -57,7 +57,7 @@ async def test_readme_example_runs(
 ) -> None:
     code = compile(BLOCKS[index], f"README.md example {index + 1}", "exec",
                    flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    result = eval(code, {"__name__": "__readme__"})  # noqa: S307 - our own README
+    result = eval(code, {"__name__": "__readme__"})  # our own README
     if result is not None:
         await result
     assert capsys.readouterr().out.strip() or index > 0

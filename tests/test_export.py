@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -262,7 +263,7 @@ def test_unit_arithmetic() -> None:
     assert add_units(date(2024, 1, 1), 2, "year") == date(2026, 1, 1)
     assert units_in(date(2024, 1, 31), date(2024, 3, 1), "month") == 2
     assert units_in(date(2024, 1, 1), date(2024, 1, 8), "hour") == 7
-    assert chunk_end(date(2024, 1, 1), 30, date(2024, 12, 31), "hour") == date(2024, 1, 8)
+    assert chunk_end(date(2024, 1, 1), 30, date(2024, 12, 31), "hour") == date(2024, 1, 7)
     assert chunk_end(date(2024, 1, 15), 1, date(2024, 12, 31), "month") == date(2024, 2, 1)
 
 
@@ -297,3 +298,50 @@ async def test_export_arguments_are_checked(fathom: FathomClient, tmp_path: Path
         Export(fathom, spec, tmp_path, concurrency=0)
     with pytest.raises(ValidationError, match="spec"):
         Export(fathom, {"date_from": "x"}, tmp_path)  # type: ignore[arg-type]
+
+
+async def test_an_export_through_faults_has_the_rows_of_a_clean_one(tmp_path: Path) -> None:
+    async with FakeFathom(seed=21, pageviews=4_000, enforce_rate_limits=False) as fake, \
+            FathomClient(fake.token, base_url=fake.url, rate_limits=None,
+                         max_retries=12) as fathom:
+        fathom._shared.sleep = _no_sleep
+        spec = make_spec()
+        fake.inject("GET /aggregations", "error_500", probability=0.2)
+        fake.inject("GET /aggregations", "rate_limit", times=6)
+        fake.inject("GET /sites*", "reset_before_commit", probability=0.2)
+        fake.inject("GET /aggregations", "truncated_body", probability=0.1)
+        fake.inject("GET /aggregations", "error_503", probability=0.1)
+        await run_export(fathom, spec, tmp_path / "faulty")
+        assert fake.faults.total > 5
+        fake.faults.clear()
+        await run_export(fathom, spec, tmp_path / "clean")
+    assert rows_of(tmp_path / "faulty") == rows_of(tmp_path / "clean")
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+@pytest.mark.looptime
+async def test_interactive_calls_overtake_a_running_export(tmp_path: Path) -> None:
+    # Fathom's real limits, in fake loop time (the emulator counts in loop time too).
+    async with FakeFathom(seed=5, pageviews=3_000) as fake, \
+            FathomClient(fake.token, base_url=fake.url) as fathom:
+        limits = fathom.rate_limits
+        assert limits is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        spec = make_spec(granularity="hour", entities=("pageviews", "event_conversions"))
+        export = asyncio.create_task(run_export(fathom, spec, tmp_path))
+        while limits.snapshot()["reports"].waiting["bulk"] == 0:  # noqa: ASYNC110
+            await asyncio.sleep(1)  # fake time: wait until bulk work is queued
+        asked = loop.time()
+        await fathom.aggregations.query(entity="pageview", site_id=fake.site_id,
+                                        aggregates="pageviews")
+        answered = loop.time()
+        summary = await export
+        finished = loop.time()
+    assert answered - asked <= 61  # the next free slot, not the end of the backlog
+    assert finished - start > 120  # the export still had minutes of work queued
+    assert summary.requests > 30
+    assert [r.status for r in fake.store.requests].count(429) == 0

@@ -35,7 +35,7 @@ from .._client import FathomClient
 from .._exceptions import ValidationError
 from .._models import AggregationRow
 from ._manifest import ChunkRecord, Manifest
-from ._spec import ExportSpec, align, chunk_end, units_in
+from ._spec import MAX_HOUR_DAYS, ExportSpec, align, chunk_end, units_in
 from ._writers import columns_of, write_chunk
 
 __all__ = ["Export", "ExportProgress", "ExportSummary", "run_export"]
@@ -358,7 +358,7 @@ class Export:
     def _estimate(self, cursor: date, end: date, units: int) -> int:
         left = units_in(cursor, end, self.spec.granularity)
         if self.spec.granularity == "hour":
-            units = min(units, 7)
+            units = min(units, MAX_HOUR_DAYS)
         return max(1, math.ceil(left / max(units, 1)))
 
     async def _fetch_range(

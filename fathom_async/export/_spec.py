@@ -24,7 +24,10 @@ ExportEntity = Literal["sites", "events", "milestones", "pageviews", "event_conv
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 ENTITIES: tuple[str, ...] = get_args(ExportEntity)
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
-MAX_HOUR_DAYS = 7
+# The API allows hour grouping over at most 7 days, measured in the site's timezone:
+# a week of wall-clock days that crosses a DST change lasts 7 days and an hour. Six
+# days leave room for any DST shift.
+MAX_HOUR_DAYS = 6
 
 
 def _names(

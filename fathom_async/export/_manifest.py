@@ -88,11 +88,18 @@ class Manifest:
         """Read the journal if there is one; False when the export is new."""
         if not self.path.exists():
             return False
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            # A torn last line (the process died mid-write): drop it, so the lines
+            # appended from now on start on a line of their own. Its chunk is redone.
+            data = data[: data.rfind(b"\n") + 1]
+            with self.path.open("r+b") as handle:
+                handle.truncate(len(data))
+        for line in data.decode("utf-8").splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
-                break  # a torn last line: the chunk it described is redone
+                continue  # never written by us; the chunk it may name is redone
             if "header" in entry:
                 self.header = entry["header"]
             elif "discovery" in entry:

@@ -73,6 +73,7 @@ class ExportSummary:
     chunks: int
     chunks_resumed: int
     requests: int
+    report_requests: int
     truncated: tuple[str, ...]
     files: tuple[Path, ...]
 
@@ -148,6 +149,7 @@ class Export:
         self.concurrency = concurrency
         self.manifest = Manifest(self.directory, self.shard)
         self._requests = 0
+        self._report_requests = 0
         self._rows = 0
         self._chunks = 0
         self._resumed = 0
@@ -246,6 +248,7 @@ class Export:
             chunks=len(self.manifest.chunks),
             chunks_resumed=self._resumed,
             requests=self._requests,
+            report_requests=self._report_requests,
             truncated=tuple(self._truncated),
             files=tuple(self.manifest.files()),
         )
@@ -403,6 +406,7 @@ class Export:
             )
             context = {"site_id": series.site_id, "event_name": series.event_name}
         self._requests += 1
+        self._report_requests += 1
         return [{**context, **row.to_dict()} for row in rows]
 
     async def _write(

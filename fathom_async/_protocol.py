@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._exceptions import (
     APIResponseError,
@@ -37,6 +38,7 @@ __all__ = [
 
 Method = Literal["GET", "POST", "DELETE"]
 _MAX_ID_LENGTH = 255
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 @attrs.frozen
@@ -62,6 +64,8 @@ def encode_id(field: str, value: object) -> str:
     Slashes, dots, spaces and anything non-ASCII are encoded (dots too: `..` must not
     be read as "go up"). An id must be a non-blank string.
     """
+    if type(value) is str and _PLAIN_ID.fullmatch(value):
+        return value  # the common case: nothing to encode
     if not isinstance(value, str):
         raise ValidationError(field, value, "a string id")
     if not value.strip():
@@ -171,7 +175,7 @@ def error_from_response(
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
-    if value is None:
+    if value is None and not isinstance(headers, (CIMultiDict, CIMultiDictProxy)):
         lowered = name.lower()
         for key, candidate in headers.items():
             if key.lower() == lowered:

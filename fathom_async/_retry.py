@@ -57,12 +57,16 @@ class RetryPolicy:
             return request.method == "GET"
         return False
 
-    def wait_for(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
+    def delay(self, attempt: int, exc: BaseException | None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
         if isinstance(exc, RateLimitError) and exc.retry_after is not None:
             return exc.retry_after
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (state.attempt_number - 1))
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
+
+    def wait_for(self, state: RetryCallState, *, first_attempt: int = 1) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return self.delay(state.attempt_number + first_attempt - 1, exc)
 
     def retrying(
         self,
@@ -70,10 +74,17 @@ class RetryPolicy:
         *,
         sleep: Sleep,
         before_sleep: Callable[[RetryCallState], None] | None = None,
+        first_attempt: int = 1,
     ) -> AsyncRetrying:
+        """Tenacity's loop for the attempts from `first_attempt` on.
+
+        The client makes its first attempt without it (tenacity's per-call setup
+        costs more than a loopback request) and enters this loop only on a failure
+        worth retrying, with `first_attempt=2`.
+        """
         return AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self.wait_for,
+            stop=stop_after_attempt(self.max_retries + 2 - first_attempt),
+            wait=lambda state: self.wait_for(state, first_attempt=first_attempt),
             retry=lambda state: (
                 state.outcome is not None
                 and state.outcome.failed

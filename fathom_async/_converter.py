@@ -13,13 +13,14 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, override
 
 from ._exceptions import APIResponseError
+
+if TYPE_CHECKING:
+    import cattrs
 from ._models import (
     Account,
     AggregationRow,
@@ -163,6 +164,8 @@ class Converter:
 
     def __init__(self, *, strict: bool) -> None:
         self.strict = strict
+        import cattrs  # on first use: `import fathom_async` stays light
+
         conv = cattrs.Converter(forbid_extra_keys=strict)
         conv.register_structure_hook(int, _to_int)
         conv.register_structure_hook(float, _to_float)
@@ -178,6 +181,8 @@ class Converter:
 
     @staticmethod
     def _with_raw(conv: cattrs.Converter, model: type[T]) -> Callable[[Any, type], T]:
+        from cattrs.gen import make_dict_structure_fn, override
+
         base = make_dict_structure_fn(
             model, conv, _cattrs_forbid_extra_keys=conv.forbid_extra_keys, raw=override(omit=True)
         )
@@ -210,6 +215,8 @@ class Converter:
 
 
 def _describe(exc: BaseException) -> str:
+    import cattrs
+
     if isinstance(exc, cattrs.BaseValidationError):
         return "; ".join(cattrs.transform_error(exc))
     return str(exc) or type(exc).__name__

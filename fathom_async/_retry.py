@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from ._exceptions import (
     APIConnectionError,
@@ -28,6 +28,9 @@ from ._exceptions import (
     ServerError,
 )
 from ._protocol import ApiRequest
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
 
 __all__ = ["RetryPolicy"]
 
@@ -82,6 +85,8 @@ class RetryPolicy:
         costs more than a loopback request) and enters this loop only on a failure
         worth retrying, with `first_attempt=2`.
         """
+        from tenacity import AsyncRetrying, stop_after_attempt  # only once a call fails
+
         return AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 2 - first_attempt),
             wait=lambda state: self.wait_for(state, first_attempt=first_attempt),

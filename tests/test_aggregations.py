@@ -156,3 +156,16 @@ def test_exactly_seven_days_of_hours_is_allowed() -> None:
     with pytest.raises(ValidationError):
         params(date_grouping="hour", date_from=start,
                date_to=start + timedelta(days=7, seconds=1))
+
+
+def test_the_hour_rule_can_be_left_to_a_splitting_plan() -> None:
+    start = datetime(2024, 6, 1)
+    request = aggregation_request(
+        entity="pageview", site_id="CDBUGS", aggregates="pageviews", date_grouping="hour",
+        date_from=start, date_to=start + timedelta(days=30), check_hour_range=False,
+    )
+    assert dict(request.query)["date_to"] == "2024-07-01 00:00:00"
+    with pytest.raises(ValidationError):  # every other rule still holds
+        aggregation_request(entity="pageview", site_id="CDBUGS", aggregates="pageviews",
+                            date_grouping="hour", date_from=start + timedelta(days=1),
+                            date_to=start, check_hour_range=False)

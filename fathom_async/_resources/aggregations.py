@@ -1,27 +1,36 @@
 """`/aggregations`: Fathom's flexible report, validated before it costs a request.
 
 Reports share the 10-per-minute bucket, so a query the API would refuse with a 400
-must be refused here instead, for free. The answer in practice is a bare JSON array
+must be refused here instead, for free. `aggregation_plan()` says how many calls a
+query takes (one, or several when split); running them (shared, cached, merged)
+is `_reports`' job. The answer in practice is a bare JSON array
 whose numbers are strings (FACTS.md); the documented list wrapper is accepted too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
+from typing import Any
 
+from .._converter import Converter
 from .._exceptions import APIResponseError, ValidationError
 from .._filters import Filter, encode_filters
+from .._frames import AggregationRows
 from .._models import AggregationRow
 from .._protocol import ApiRequest, encode_id, join_csv
+from .._reports import ReportPlan, check_max_age, run_aggregation, split_range
+from .._rows import structure_rows
 from .._types import AGGREGATES, DATE_GROUPINGS, ENTITIES, FIELD_GROUPINGS, DateGrouping, Entity
-from .._validation import check_choice, check_int, check_report_time, check_timezone
+from .._validation import check_bool, check_choice, check_int, check_report_time, check_timezone
 from ._base import Resource
 
-__all__ = ["AggregationsResource", "aggregation_request"]
+__all__ = ["AggregationsResource", "aggregation_plan", "aggregation_request"]
 
 MAX_HOUR_RANGE = timedelta(days=7)
+MAX_LIMIT = 1000
+DEFAULT_GROUPED_LIMIT = 500  # what the API sends when field_grouping is set
 # The site's local "now" can be at most 14 h ahead of UTC.
 _LOCAL_NOW_SLACK = timedelta(hours=14)
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -86,8 +95,13 @@ def aggregation_request(
     limit: int | None = None,
     filters: Iterable[Filter | Mapping[str, str]] | None = None,
     now: datetime | None = None,
+    check_hour_range: bool = True,
 ) -> ApiRequest:
-    """Validate an aggregation query and describe its request (pure; no I/O)."""
+    """Validate an aggregation query and describe its request (pure; no I/O).
+
+    `check_hour_range=False` skips the 7-day rule for hour grouping, for a plan
+    that splits the range into calls that each keep it.
+    """
     check_choice("entity", entity, ENTITIES)
     query: list[tuple[str, str]] = [("entity", entity)]
     query += _check_target(entity, site_id, entity_id, entity_name)
@@ -116,7 +130,7 @@ def aggregation_request(
         query.append(("date_to", end.strftime(_TIME_FORMAT)))
     if start is not None and end is not None and start > end:
         raise ValidationError("date_to", date_to, f"not before date_from ({start:{_TIME_FORMAT}})")
-    if date_grouping == "hour":
+    if date_grouping == "hour" and check_hour_range:
         _check_hour_range(start, end, now)
     if limit is not None:
         query.append(("limit", str(check_int("limit", limit, 1, 1000))))
@@ -139,6 +153,115 @@ def _check_hour_range(start: datetime | None, end: datetime | None, now: datetim
         )
 
 
+def aggregation_plan(
+    *,
+    entity: Entity,
+    aggregates: Sequence[str] | str,
+    site_id: str | None = None,
+    entity_id: str | None = None,
+    entity_name: str | None = None,
+    date_grouping: DateGrouping | None = None,
+    field_grouping: Sequence[str] | str | None = None,
+    sort_by: str | None = None,
+    timezone: str | None = None,
+    date_from: datetime | date | str | None = None,
+    date_to: datetime | date | str | None = None,
+    limit: int | None = None,
+    filters: Iterable[Filter | Mapping[str, str]] | None = None,
+    now: datetime | None = None,
+    split: bool = True,
+) -> ReportPlan:
+    """The calls an aggregation takes (pure; no I/O); `split=False` is always one.
+
+    Splitting asks each call for `limit` rows (1000, the most, if not given) and
+    cuts [date_from, date_to] into ranges that each fit one call (`split_range`):
+    it needs a `date_grouping` and both bounds, else the query stays one call.
+    """
+    check_bool("split", split)
+
+    def build(
+        date_from: datetime | date | str | None,
+        date_to: datetime | date | str | None,
+        limit: int | None,
+        check_hour_range: bool = True,
+    ) -> ApiRequest:
+        return aggregation_request(
+            entity=entity, aggregates=aggregates, site_id=site_id, entity_id=entity_id,
+            entity_name=entity_name, date_grouping=date_grouping,
+            field_grouping=field_grouping, sort_by=sort_by, timezone=timezone,
+            date_from=date_from, date_to=date_to, limit=limit, filters=filters, now=now,
+            check_hour_range=check_hour_range,
+        )
+
+    if not split:
+        request = build(date_from, date_to, limit)
+        default = DEFAULT_GROUPED_LIMIT if field_grouping is not None else None
+        return _plan((request,), limit if limit is not None else default, date_grouping,
+                     "one call (split=False)")
+    per_call = limit if limit is not None else MAX_LIMIT
+    whole = build(date_from, date_to, per_call, check_hour_range=False)
+    start, end = _bounds(whole)
+    if date_grouping is None or start is None or end is None:
+        if date_grouping == "hour":
+            whole = build(date_from, date_to, per_call)  # the 7-day rule, as one call
+        return _plan((whole,), per_call, date_grouping,
+                     "one call: splitting needs date_grouping, date_from and date_to")
+    ranges = split_range(start, end, date_grouping, per_call, timezone)
+    requests = tuple(build(first, last, per_call) for first, last in ranges)
+    reason = "one call" if len(ranges) == 1 else (
+        f"{len(ranges)} calls: {date_grouping} grouping, at most "
+        + ("7 days and " if date_grouping == "hour" else "")
+        + f"{per_call} {date_grouping}s per call"
+    )
+    return _plan(requests, per_call, date_grouping, reason)
+
+
+def _bounds(request: ApiRequest) -> tuple[datetime | None, datetime | None]:
+    query = dict(request.query)
+    start, end = query.get("date_from"), query.get("date_to")
+    return (
+        datetime.strptime(start, _TIME_FORMAT) if start is not None else None,
+        datetime.strptime(end, _TIME_FORMAT) if end is not None else None,
+    )
+
+
+def _plan(
+    requests: tuple[ApiRequest, ...], limit: int | None, grouping: str | None, reason: str
+) -> ReportPlan:
+    return ReportPlan(
+        calls=len(requests),
+        ranges=tuple(_bounds(request) for request in requests),
+        limit=limit,
+        date_grouping=grouping,
+        reason=reason,
+        requests=requests,
+    )
+
+
+def _read_rows(converter: Converter) -> Callable[[Any], list[AggregationRow]]:
+    def read(data: Any) -> list[AggregationRow]:
+        if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+            data = data["data"]  # the documented wrapper; the live API sends a bare array
+        if not isinstance(data, list):
+            raise APIResponseError("expected a list of aggregation rows", body=data)
+        return structure_rows(data, converter)
+
+    return read
+
+
+def _columns(
+    aggregates: Sequence[str] | str,
+    date_grouping: str | None,
+    field_grouping: Sequence[str] | str | None,
+) -> tuple[str, ...]:
+    names = [aggregates] if isinstance(aggregates, str) else list(aggregates)
+    if date_grouping is not None:
+        names.append("date")
+    if field_grouping is not None:
+        names += [field_grouping] if isinstance(field_grouping, str) else list(field_grouping)
+    return tuple(names)
+
+
 class AggregationsResource(Resource):
     async def query(
         self,
@@ -156,32 +279,87 @@ class AggregationsResource(Resource):
         date_to: datetime | date | str | None = None,
         limit: int | None = None,
         filters: Iterable[Filter | Mapping[str, str]] | None = None,
-    ) -> list[AggregationRow]:
+        split: bool = False,
+        cache: bool = True,
+        max_age: float | None = None,
+    ) -> AggregationRows:
         """Run an aggregation and return its rows, numbers typed.
 
         Pageview reports name the site (`site_id`); event reports name the site and
         the event (`site_id` + `entity_name`, or the event's `entity_id`). Dates are
         wall-clock times in the site's timezone: naive datetimes, `date`s (a whole
         day) or `YYYY-MM-DD HH:MM:SS` strings.
+
+        The rows are an `AggregationRows` list: `.to_pandas()`, `.to_polars()`,
+        `.to_dicts()`, and `.truncated` when a call returned exactly `limit` rows.
+        Identical queries in flight at once share one request.
+
+        Args:
+            split: run a long range as several calls (see `plan()`, which tells the
+                cost first): hour grouping over 7 days, or more periods than
+                `limit` (1000 if not given). A call that still comes back full is
+                halved and run again; one that cannot be halved (a single period)
+                sets `.truncated`. Rows are merged oldest range first, or newest
+                first with `sort_by="timestamp:desc"`. Give `timezone=` (the
+                site's) so that no range is cut inside a DST change.
+            cache: False skips the client's `report_cache` for this call.
+            max_age: accept a cached answer only up to this many seconds old, and
+                keep the fresh one at least that long.
         """
-        request = aggregation_request(
-            entity=entity,
-            aggregates=aggregates,
-            site_id=site_id,
-            entity_id=entity_id,
-            entity_name=entity_name,
-            date_grouping=date_grouping,
-            field_grouping=field_grouping,
-            sort_by=sort_by,
-            timezone=timezone,
-            date_from=date_from,
-            date_to=date_to,
-            limit=limit,
-            filters=filters,
+        plan = aggregation_plan(
+            entity=entity, aggregates=aggregates, site_id=site_id, entity_id=entity_id,
+            entity_name=entity_name, date_grouping=date_grouping,
+            field_grouping=field_grouping, sort_by=sort_by, timezone=timezone,
+            date_from=date_from, date_to=date_to, limit=limit, filters=filters, split=split,
         )
-        data = await self._client._request(request)
-        if isinstance(data, Mapping) and isinstance(data.get("data"), list):
-            data = data["data"]  # the documented wrapper; the live API sends a bare array
-        if not isinstance(data, list):
-            raise APIResponseError("expected a list of aggregation rows", body=data)
-        return list(self._client._converter.structure_many(data, AggregationRow))
+        check_bool("cache", cache)
+        max_age = check_max_age(max_age)
+
+        def rebuild(first: datetime, last: datetime) -> ApiRequest:
+            return aggregation_request(
+                entity=entity, aggregates=aggregates, site_id=site_id, entity_id=entity_id,
+                entity_name=entity_name, date_grouping=date_grouping,
+                field_grouping=field_grouping, sort_by=sort_by, timezone=timezone,
+                date_from=first, date_to=last, limit=plan.limit, filters=filters,
+            )
+
+        return await run_aggregation(
+            self._client,
+            plan,
+            _read_rows(self._client._converter),
+            rebuild=rebuild if split else None,
+            cache=cache,
+            max_age=max_age,
+            descending=sort_by == "timestamp:desc",
+            columns=_columns(aggregates, date_grouping, field_grouping),
+            zone_name=timezone,
+        )
+
+    def plan(
+        self,
+        *,
+        entity: Entity,
+        aggregates: Sequence[str] | str,
+        site_id: str | None = None,
+        entity_id: str | None = None,
+        entity_name: str | None = None,
+        date_grouping: DateGrouping | None = None,
+        field_grouping: Sequence[str] | str | None = None,
+        sort_by: str | None = None,
+        timezone: str | None = None,
+        date_from: datetime | date | str | None = None,
+        date_to: datetime | date | str | None = None,
+        limit: int | None = None,
+        filters: Iterable[Filter | Mapping[str, str]] | None = None,
+    ) -> ReportPlan:
+        """What `query(..., split=True)` would send, without sending anything.
+
+        `plan.calls` is the number of requests (each one of the ten a minute),
+        `plan.ranges` their date ranges. Validates the query like `query()` does.
+        """
+        return aggregation_plan(
+            entity=entity, aggregates=aggregates, site_id=site_id, entity_id=entity_id,
+            entity_name=entity_name, date_grouping=date_grouping,
+            field_grouping=field_grouping, sort_by=sort_by, timezone=timezone,
+            date_from=date_from, date_to=date_to, limit=limit, filters=filters,
+        )

@@ -1,21 +1,42 @@
-"""`/current_visitors`: who is on the site right now (reports bucket, 10 per minute)."""
+"""`/current_visitors`: who is on the site right now (reports bucket, 10 per minute).
+
+Realtime data: never cached unless a call passes `max_age=` (and the client has a
+`report_cache`); identical calls in flight at once share one request.
+"""
 
 from __future__ import annotations
 
 from .._models import CurrentVisitors
 from .._protocol import ApiRequest, encode_id
+from .._reports import check_max_age, fetch_report
 from .._validation import check_bool
 from ._base import Resource
 
 
 class CurrentVisitorsResource(Resource):
-    async def get(self, site_id: str, *, detailed: bool = False) -> CurrentVisitors:
-        """The current visitor count; `detailed=True` adds top pages and referrers."""
+    async def get(
+        self,
+        site_id: str,
+        *,
+        detailed: bool = False,
+        cache: bool = True,
+        max_age: float | None = None,
+    ) -> CurrentVisitors:
+        """The current visitor count; `detailed=True` adds top pages and referrers.
+
+        `max_age=s` accepts an answer from the client's `report_cache` up to `s`
+        seconds old (and keeps this one that long); `cache=False` never uses it.
+        """
         encode_id("site_id", site_id)
         query = [("site_id", site_id)]
         if check_bool("detailed", detailed):
             query.append(("detailed", "true"))
-        return await self._fetch(
+        check_bool("cache", cache)
+        converter = self._client._converter
+        return await fetch_report(
+            self._client,
             ApiRequest("GET", "/current_visitors", "reports", query=tuple(query)),
-            CurrentVisitors,
+            lambda data: converter.structure(data, CurrentVisitors),
+            cache=cache,
+            max_age=check_max_age(max_age),
         )

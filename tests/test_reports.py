@@ -1,0 +1,682 @@
+"""Reports on a budget: single flight, the report cache, and splitting long ranges."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from aioresponses import CallbackResult, aioresponses
+
+from fathom_async import (
+    AggregationRows,
+    BadRequestError,
+    CacheStats,
+    FathomClient,
+    ReportCache,
+    ValidationError,
+)
+from fathom_async._protocol import ApiRequest
+from fathom_async._reports import (
+    SingleFlight,
+    _Flight,
+    gather_all,
+    halve_range,
+    is_closed_range,
+    request_key,
+    split_range,
+)
+from fathom_async._resources.aggregations import aggregation_plan
+from tests.conftest import TOKEN, calls, url
+
+PAST: dict[str, Any] = {"date_from": date(2020, 1, 1), "date_to": date(2020, 1, 31)}
+FUTURE: dict[str, Any] = {"date_from": date(2020, 1, 1), "date_to": date(2999, 1, 31)}
+REPORT: dict[str, Any] = {"entity": "pageview", "site_id": "CDBUGS", "aggregates": ["pageviews"]}
+
+
+@pytest.fixture
+async def cached(api: aioresponses) -> AsyncIterator[FathomClient]:
+    """A strict client with an in-memory report cache."""
+    async with FathomClient(
+        TOKEN, rate_limits=None, strict=True, report_cache=ReportCache(ttl=600, open_ttl=0)
+    ) as client:
+        yield client
+
+
+def cache_of(client: FathomClient) -> ReportCache:
+    cache = client._shared.report_cache
+    assert isinstance(cache, ReportCache)
+    return cache
+
+
+def gate() -> tuple[asyncio.Event, asyncio.Event, list[str], Any]:
+    """An aioresponses callback that answers only once `release` is set."""
+    release, sent = asyncio.Event(), asyncio.Event()
+    seen: list[str] = []
+
+    async def answer(request_url: Any, **kwargs: Any) -> CallbackResult:
+        seen.append("sent")
+        sent.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return CallbackResult(payload=[{"pageviews": "7"}])  # type: ignore[arg-type]
+
+    return release, sent, seen, answer
+
+
+# -- single flight -------------------------------------------------------------------
+
+
+async def test_a_hundred_identical_calls_send_one_request(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "1382"}], repeat=True)
+    results = await asyncio.gather(
+        *(fathom.aggregations.query(**REPORT) for _ in range(100))
+    )
+    assert len(calls(api)) == 1
+    assert all(rows[0].pageviews == 1382 for rows in results)
+    assert len({id(rows) for rows in results}) == 100  # each caller owns its list
+    assert fathom._shared.in_flight.started == 1
+    assert fathom._shared.in_flight.joined == 99
+    assert len(fathom._shared.in_flight) == 0  # nothing left once answered
+
+
+async def test_calls_after_the_answer_send_again(api: aioresponses, fathom: FathomClient) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "1"}], repeat=True)
+    await fathom.aggregations.query(**REPORT)
+    await fathom.aggregations.query(**REPORT)
+    assert len(calls(api)) == 2
+
+
+async def test_different_queries_are_not_merged(api: aioresponses, fathom: FathomClient) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "1"}], repeat=True)
+    await asyncio.gather(
+        fathom.aggregations.query(**REPORT),
+        fathom.aggregations.query(**{**REPORT, "site_id": "OTHER"}),
+        fathom.aggregations.query(**{**REPORT, "aggregates": ["visits"]}),
+    )
+    assert len(calls(api)) == 3
+
+
+async def test_views_share_the_flight_and_current_visitors_coalesce(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    api.get(url("/current_visitors"), payload={"total": 3}, repeat=True)
+    bulk = fathom.with_options(priority="bulk")
+    first, second = await asyncio.gather(
+        fathom.current_visitors.get("CDBUGS"), bulk.current_visitors.get("CDBUGS")
+    )
+    assert first.total == second.total == 3
+    assert len(calls(api)) == 1
+
+
+async def test_token_and_strictness_keep_flights_apart() -> None:
+    request = ApiRequest("GET", "/aggregations", "reports", query=(("b", "2"), ("a", "1")))
+    same = ApiRequest("GET", "/aggregations", "reports", query=(("a", "1"), ("b", "2")))
+    assert request_key("t1", request) == request_key("t1", same)  # order does not matter
+    assert request_key("t1", request) != request_key("t2", request)
+    assert "t1" not in request_key("t1", request)
+    with aioresponses() as api:
+        api.get(url("/current_visitors"), payload={"total": 3}, repeat=True)
+        async with FathomClient(TOKEN, rate_limits=None, strict=True) as strict, FathomClient(
+            TOKEN, rate_limits=None
+        ) as lenient:
+            await asyncio.gather(
+                strict.current_visitors.get("S"), lenient.current_visitors.get("S")
+            )
+        assert len(calls(api)) == 2  # separate clients, separate flights
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_answer(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    release, sent, seen, answer = gate()
+    api.get(url("/aggregations"), callback=answer)
+    callers = [asyncio.ensure_future(fathom.aggregations.query(**REPORT)) for _ in range(3)]
+    await sent.wait()
+    callers[0].cancel()
+    await asyncio.sleep(0)
+    release.set()
+    first, *others = await asyncio.gather(*callers, return_exceptions=True)
+    assert isinstance(first, asyncio.CancelledError)
+    assert [rows[0].pageviews for rows in others if isinstance(rows, AggregationRows)] == [7, 7]
+    assert seen == ["sent"]
+
+
+async def test_the_request_is_cancelled_when_every_caller_is(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    _, sent, seen, answer = gate()
+    api.get(url("/aggregations"), callback=answer)
+    callers = [asyncio.ensure_future(fathom.aggregations.query(**REPORT)) for _ in range(2)]
+    await sent.wait()
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert seen == ["sent", "cancelled"]
+    assert len(fathom._shared.in_flight) == 0
+
+
+async def test_an_error_reaches_every_waiter(api: aioresponses, fathom: FathomClient) -> None:
+    api.get(url("/aggregations"), status=400, payload={"error": "bad grouping"})
+    results = await asyncio.gather(
+        *(fathom.aggregations.query(**REPORT) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, BadRequestError) for r in results)
+    assert len(calls(api)) == 1
+
+
+async def test_single_flight_starts_again_on_another_loop() -> None:
+    flight = SingleFlight()
+    other = asyncio.new_event_loop()
+    flight._flights["k"] = _Flight(other.create_future())  # left over from another loop
+
+    async def answer() -> int:
+        return 5
+
+    assert await flight.run("k", answer) == 5
+    assert flight.started == 1
+    other.close()
+
+
+async def test_gather_all_cancels_the_rest_on_the_first_error() -> None:
+    slow_cancelled = asyncio.Event()
+
+    async def slow() -> int:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            slow_cancelled.set()
+            raise
+        return 1  # pragma: no cover
+
+    async def fail() -> int:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await gather_all([slow(), fail()])
+    await asyncio.sleep(0)
+    assert slow_cancelled.is_set()
+
+
+# -- the cache -----------------------------------------------------------------------
+
+
+async def test_closed_ranges_are_cached_and_counted(
+    api: aioresponses, cached: FathomClient
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    first = await cached.aggregations.query(**REPORT, **PAST)
+    second = await cached.aggregations.query(**REPORT, **PAST)
+    assert first == second
+    assert len(calls(api)) == 1
+    assert cache_of(cached).stats == CacheStats(hits=1, misses=1, stores=1)
+    assert second[0].raw == {"pageviews": "5"}
+
+
+async def test_open_ranges_are_not_cached_by_default(
+    api: aioresponses, cached: FathomClient
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    await cached.aggregations.query(**REPORT, **FUTURE)
+    await cached.aggregations.query(**REPORT)  # no date_to: open too
+    await cached.aggregations.query(**REPORT, **FUTURE)
+    assert len(calls(api)) == 3
+    assert cache_of(cached).stats == CacheStats()
+
+
+async def test_open_ttl_caches_open_ranges(api: aioresponses) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    async with FathomClient(
+        TOKEN, rate_limits=None, report_cache=ReportCache(open_ttl=30)
+    ) as client:
+        await client.aggregations.query(**REPORT, **FUTURE)
+        await client.aggregations.query(**REPORT, **FUTURE)
+    assert len(calls(api)) == 1
+
+
+@pytest.mark.looptime
+async def test_entries_expire_in_loop_time(api: aioresponses, cached: FathomClient) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    await cached.aggregations.query(**REPORT, **PAST)
+    await asyncio.sleep(599)
+    await cached.aggregations.query(**REPORT, **PAST)
+    assert len(calls(api)) == 1
+    await asyncio.sleep(1)
+    await cached.aggregations.query(**REPORT, **PAST)
+    assert len(calls(api)) == 2
+    assert cache_of(cached).stats == CacheStats(hits=1, misses=2, stores=2)
+
+
+@pytest.mark.looptime
+async def test_max_age_refuses_older_answers(api: aioresponses, cached: FathomClient) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    await cached.aggregations.query(**REPORT, **PAST)
+    await asyncio.sleep(60)
+    await cached.aggregations.query(**REPORT, **PAST, max_age=120)
+    assert len(calls(api)) == 1
+    await cached.aggregations.query(**REPORT, **PAST, max_age=30)
+    assert len(calls(api)) == 2
+    await cached.aggregations.query(**REPORT, **PAST, max_age=30)  # the fresh one is kept
+    assert len(calls(api)) == 2
+
+
+@pytest.mark.looptime
+async def test_max_age_caches_an_open_range_for_that_long(
+    api: aioresponses, cached: FathomClient
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    await cached.aggregations.query(**REPORT, **FUTURE, max_age=10)
+    await cached.aggregations.query(**REPORT, **FUTURE, max_age=10)
+    assert len(calls(api)) == 1
+    await asyncio.sleep(11)
+    await cached.aggregations.query(**REPORT, **FUTURE, max_age=10)
+    assert len(calls(api)) == 2
+
+
+async def test_cache_false_bypasses_the_cache(api: aioresponses, cached: FathomClient) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    await cached.aggregations.query(**REPORT, **PAST)
+    await cached.aggregations.query(**REPORT, **PAST, cache=False)
+    assert len(calls(api)) == 2
+    assert cache_of(cached).stats == CacheStats(misses=1, stores=1)
+
+
+@pytest.mark.looptime
+async def test_current_visitors_are_cached_only_when_asked(
+    api: aioresponses, cached: FathomClient
+) -> None:
+    api.get(url("/current_visitors"), payload={"total": 3}, repeat=True)
+    await cached.current_visitors.get("CDBUGS")
+    await cached.current_visitors.get("CDBUGS")
+    assert len(calls(api)) == 2
+    assert cache_of(cached).stats == CacheStats()
+    await cached.current_visitors.get("CDBUGS", max_age=5)
+    now = await cached.current_visitors.get("CDBUGS", max_age=5)
+    assert now.total == 3
+    assert len(calls(api)) == 3
+    await cached.current_visitors.get("CDBUGS")  # the default still wants it live
+    assert len(calls(api)) == 4
+    await asyncio.sleep(6)
+    await cached.current_visitors.get("CDBUGS", max_age=5)
+    assert len(calls(api)) == 5
+
+
+async def test_an_unreadable_answer_is_never_cached(
+    api: aioresponses, cached: FathomClient
+) -> None:
+    api.get(url("/aggregations"), payload={"rows": []})
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}])
+    with pytest.raises(Exception, match="aggregation rows"):
+        await cached.aggregations.query(**REPORT, **PAST)
+    assert (await cached.aggregations.query(**REPORT, **PAST))[0].pageviews == 5
+    assert cache_of(cached).stats.stores == 1
+
+
+@pytest.mark.looptime
+async def test_least_recently_used_entries_are_evicted() -> None:
+    cache = ReportCache(max_entries=2)
+    await cache.set("a", [1], ttl=60)
+    await cache.set("b", [2], ttl=60)
+    assert await cache.get("a") == [1]  # a is now the most recent
+    await cache.set("c", [3], ttl=60)
+    assert await cache.get("b") is None
+    assert await cache.get("a") == [1]
+    assert len(cache) == 2
+    assert cache.stats.evictions == 1
+    assert "2/2" in repr(cache)
+    cache.clear()
+    assert len(cache) == 0
+
+
+class _Broken(ReportCache):
+    async def _load(self, key: str) -> tuple[float, Any] | None:
+        raise ConnectionError("down")
+
+    async def _store(self, key: str, value: Any, ttl: float) -> None:
+        raise ConnectionError("down")
+
+
+async def test_a_failing_cache_never_fails_the_report(
+    api: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "5"}], repeat=True)
+    broken = _Broken()
+    async with FathomClient(TOKEN, rate_limits=None, report_cache=broken) as client:
+        with caplog.at_level(logging.WARNING, logger="fathom_async"):
+            rows = await client.aggregations.query(**REPORT, **PAST)
+    assert rows[0].pageviews == 5
+    assert broken.stats == CacheStats(misses=1, errors=2)
+    assert "report cache read failed: ConnectionError: down" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"ttl": -1}, "ttl"),
+        ({"ttl": True}, "ttl"),
+        ({"open_ttl": "5"}, "open_ttl"),
+        ({"open_ttl": float("inf")}, "open_ttl"),
+        ({"max_entries": 0}, "max_entries"),
+        ({"max_entries": 1.5}, "max_entries"),
+    ],
+)
+def test_cache_settings_are_checked(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ReportCache(**kwargs)
+    assert info.value.field == field
+
+
+async def test_per_call_cache_arguments_are_checked(
+    api: aioresponses, cached: FathomClient
+) -> None:
+    with pytest.raises(ValidationError, match="max_age"):
+        await cached.aggregations.query(**REPORT, max_age=-1)
+    with pytest.raises(ValidationError, match="cache"):
+        await cached.aggregations.query(**REPORT, cache="no")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="max_age"):
+        await cached.current_visitors.get("S", max_age="1")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="report_cache"):
+        FathomClient(TOKEN, report_cache={})  # type: ignore[arg-type]
+    assert calls(api) == []
+
+
+def test_closed_means_over_an_hour_ago_on_the_report_clock() -> None:
+    now = datetime(2024, 6, 15, 12, 0, tzinfo=timezone.utc).timestamp()
+
+    def request(date_to: str, zone: str | None = None) -> ApiRequest:
+        query = [("date_to", date_to)] + ([("timezone", zone)] if zone else [])
+        return ApiRequest("GET", "/aggregations", "reports", query=tuple(query))
+
+    # Berlin is UTC+2 in June: 14:00 local; closed up to 12:59:59
+    assert is_closed_range(request("2024-06-15 12:59:59", "Europe/Berlin"), now)
+    assert not is_closed_range(request("2024-06-15 13:00:01", "Europe/Berlin"), now)
+    assert is_closed_range(request("2024-06-14 22:59:59", "UTC"), now)
+    # without a zone: only what is past on the westmost clock (UTC-12) counts
+    assert is_closed_range(request("2024-06-14 22:59:59"), now)
+    assert not is_closed_range(request("2024-06-14 23:00:01"), now)
+    assert not is_closed_range(ApiRequest("GET", "/aggregations", "reports"), now)
+
+
+# -- splitting: the arithmetic ------------------------------------------------------------
+
+H = timedelta(hours=1)
+S = timedelta(seconds=1)
+
+
+def test_exactly_seven_days_of_hours_is_one_call() -> None:
+    start = datetime(2024, 6, 1)
+    assert split_range(start, start + timedelta(days=7), "hour", 1000) == [
+        (start, start + timedelta(days=7))
+    ]
+
+
+def test_seven_days_and_a_second_is_two_calls() -> None:
+    start = datetime(2024, 6, 1)
+    end = start + timedelta(days=7, seconds=1)
+    assert split_range(start, end, "hour", 1000) == [
+        (start, start + timedelta(days=7) - S),
+        (start + timedelta(days=7), end),
+    ]
+
+
+def test_a_start_off_the_hour_cuts_on_hour_boundaries() -> None:
+    start = datetime(2024, 6, 1, 10, 30)
+    end = datetime(2024, 6, 20)
+    ranges = split_range(start, end, "hour", 1000)
+    assert ranges[0] == (start, datetime(2024, 6, 8, 9, 59, 59))
+    assert ranges[1][0] == datetime(2024, 6, 8, 10)
+    assert all(b - a <= timedelta(days=7) for a, b in ranges)
+    assert all(nxt[0] - prev[1] == S for prev, nxt in itertools.pairwise(ranges))
+    assert ranges[-1][1] == end
+
+
+def test_seven_days_across_the_spring_change_is_one_call() -> None:
+    # Europe/Berlin skips 02:00-03:00 on 2024-03-31: 7 wall-clock days are 167 h
+    start = datetime(2024, 3, 28)
+    assert len(split_range(start, start + timedelta(days=7), "hour", 1000, "Europe/Berlin")) == 1
+
+
+def test_seven_days_across_the_autumn_change_is_two_calls() -> None:
+    # Berlin repeats 02:00-03:00 on 2024-10-27: 7 wall-clock days are 169 h elapsed
+    start = datetime(2024, 10, 24)
+    end = start + timedelta(days=7)
+    assert split_range(start, end, "hour", 1000) == [(start, end)]  # no zone: wall clock
+    ranges = split_range(start, end, "hour", 1000, "Europe/Berlin")
+    assert ranges == [
+        (start, datetime(2024, 10, 30, 22, 59, 59)),
+        (datetime(2024, 10, 30, 23), end),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "skipped_or_repeated"),
+    [
+        (datetime(2024, 3, 24, 2), datetime(2024, 3, 31, 2)),  # spring: 02:00 never happens
+        (datetime(2024, 10, 20, 2), datetime(2024, 10, 27, 2)),  # autumn: 02:00 happens twice
+    ],
+)
+def test_no_range_is_cut_inside_a_dst_change(
+    start: datetime, skipped_or_repeated: datetime
+) -> None:
+    end = start + timedelta(days=10)
+    naive = split_range(start, end, "hour", 1000)
+    assert naive[1][0] == skipped_or_repeated  # what a zone-blind cut would do
+    ranges = split_range(start, end, "hour", 1000, "Europe/Berlin")
+    cut = ranges[1][0]
+    assert cut <= skipped_or_repeated - H
+    assert ranges[0][1] == cut - S
+    assert all(b - a <= timedelta(days=7) for a, b in ranges)
+    assert ranges[-1][1] == end
+
+
+def test_day_grouping_splits_past_the_limit_across_month_ends() -> None:
+    start, end = datetime(2024, 1, 1), datetime(2024, 3, 31, 23, 59, 59)
+    ranges = split_range(start, end, "day", 31)
+    assert ranges == [
+        (datetime(2024, 1, 1), datetime(2024, 1, 31, 23, 59, 59)),
+        (datetime(2024, 2, 1), datetime(2024, 3, 2, 23, 59, 59)),  # 29 days of a leap Feb
+        (datetime(2024, 3, 3), end),
+    ]
+    assert split_range(datetime(2023, 2, 1), datetime(2023, 3, 31), "day", 31)[0][1] == (
+        datetime(2023, 3, 3, 23, 59, 59)  # 28 days in 2023
+    )
+
+
+def test_month_grouping_splits_on_month_starts() -> None:
+    start, end = datetime(2024, 1, 31), datetime(2024, 4, 15)
+    assert split_range(start, end, "month", 1) == [
+        (datetime(2024, 1, 31), datetime(2024, 1, 31, 23, 59, 59)),
+        (datetime(2024, 2, 1), datetime(2024, 2, 29, 23, 59, 59)),
+        (datetime(2024, 3, 1), datetime(2024, 3, 31, 23, 59, 59)),
+        (datetime(2024, 4, 1), end),
+    ]
+    assert split_range(datetime(2023, 12, 5), datetime(2024, 1, 2), "month", 1)[1][0] == (
+        datetime(2024, 1, 1)
+    )
+
+
+def test_year_grouping_and_a_small_hour_limit() -> None:
+    assert split_range(datetime(2000, 6, 1), datetime(2003, 1, 1), "year", 2) == [
+        (datetime(2000, 6, 1), datetime(2001, 12, 31, 23, 59, 59)),
+        (datetime(2002, 1, 1), datetime(2003, 1, 1)),
+    ]
+    assert len(split_range(datetime(2024, 6, 1), datetime(2024, 6, 2), "hour", 10)) == 3
+
+
+def test_halving_cuts_on_a_period_boundary() -> None:
+    halves = halve_range(datetime(2024, 1, 1), datetime(2024, 1, 4, 23, 59, 59), "day")
+    assert halves == (
+        (datetime(2024, 1, 1), datetime(2024, 1, 2, 23, 59, 59)),
+        (datetime(2024, 1, 3), datetime(2024, 1, 4, 23, 59, 59)),
+    )
+    assert halve_range(datetime(2024, 1, 1), datetime(2024, 1, 1, 23), "day") is None
+    # the middle hour is the repeated one: moved back out of it
+    berlin = halve_range(
+        datetime(2024, 10, 27), datetime(2024, 10, 27, 3, 59, 59), "hour", "Europe/Berlin"
+    )
+    assert berlin is not None
+    assert berlin[1][0] == datetime(2024, 10, 27, 1)
+
+
+# -- splitting: plans and runs -------------------------------------------------------------
+
+
+def test_a_plan_counts_calls_without_sending(api: aioresponses) -> None:
+    plan = aggregation_plan(
+        **REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
+        date_to=datetime(2024, 1, 29), timezone="Europe/Berlin",
+    )
+    assert plan.calls == 4  # the last range, Jan 22 to Jan 29 00:00, is exactly 7 days
+    assert plan.limit == 1000
+    assert "4 calls" in plan.reason
+    assert [dict(r.query)["date_from"] for r in plan.requests][:2] == [
+        "2024-01-01 00:00:00", "2024-01-08 00:00:00"]
+    assert all(dict(r.query)["limit"] == "1000" for r in plan.requests)
+    assert plan.ranges[-1] == (datetime(2024, 1, 22), datetime(2024, 1, 29))
+    assert calls(api) == []
+
+
+def test_plans_that_stay_one_call() -> None:
+    one = aggregation_plan(**REPORT, date_grouping="day", date_from=date(2024, 1, 1),
+                           date_to=date(2024, 1, 31))
+    assert (one.calls, one.reason) == (1, "one call")
+    open_end = aggregation_plan(**REPORT, date_grouping="day", date_from=date(2024, 1, 1))
+    assert open_end.calls == 1
+    assert "needs date_grouping" in open_end.reason
+    assert open_end.ranges == ((datetime(2024, 1, 1), None),)
+    unsplit = aggregation_plan(**REPORT, field_grouping="pathname", split=False)
+    assert (unsplit.calls, unsplit.limit) == (1, 500)  # the API's default with a grouping
+    assert "limit" not in dict(unsplit.requests[0].query)
+    with pytest.raises(ValidationError, match="date_grouping"):
+        aggregation_plan(**REPORT, date_grouping="hour", date_from=date(2024, 1, 1),
+                         now=datetime(2024, 6, 1))  # open and too long: one call can't
+    with pytest.raises(ValidationError, match="split"):
+        aggregation_plan(**REPORT, split="yes")  # type: ignore[arg-type]
+
+
+async def test_plan_method_matches_the_split_query(api: aioresponses, fathom: FathomClient) -> None:
+    kwargs: dict[str, Any] = dict(
+        REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
+        date_to=datetime(2024, 1, 15, 1),
+    )
+    plan = fathom.aggregations.plan(**kwargs)
+    assert plan.calls == 3
+    api.get(url("/aggregations"), payload=[{"pageviews": "1", "date": "x"}], repeat=True)
+    await fathom.aggregations.query(**kwargs, split=True)
+    assert [dict(kw["params"]) for _, _, kw in calls(api)] == [
+        dict(r.query) for r in plan.requests]
+
+
+def _answer_by_range(rows_for: Any) -> Any:
+    def answer(request_url: Any, **kwargs: Any) -> CallbackResult:
+        params = dict(kwargs["params"])
+        return CallbackResult(payload=rows_for(params["date_from"], params["date_to"], params))
+
+    return answer
+
+
+async def test_split_rows_merge_oldest_first(api: aioresponses, fathom: FathomClient) -> None:
+    def rows(start: str, end: str, params: dict[str, str]) -> list[dict[str, str]]:
+        day = start[:10]
+        return [{"pageviews": "1", "date": f"{day} 00:00:00"}, {"pageviews": "2",
+                                                                 "date": f"{day} 01:00:00"}]
+
+    api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
+    result = await fathom.aggregations.query(
+        **REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
+        date_to=datetime(2024, 1, 20), split=True, timezone="UTC",
+    )
+    assert isinstance(result, AggregationRows)
+    assert [r.date for r in result] == [
+        "2024-01-01 00:00:00", "2024-01-01 01:00:00", "2024-01-08 00:00:00",
+        "2024-01-08 01:00:00", "2024-01-15 00:00:00", "2024-01-15 01:00:00"]
+    assert result.columns == ("pageviews", "date")
+    assert result.timezone == "UTC"
+    assert not result.truncated
+
+
+async def test_split_rows_merge_newest_first_when_sorted_so(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    def rows(start: str, end: str, params: dict[str, str]) -> list[dict[str, str]]:
+        first, last = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        return [{"pageviews": "1", "date": str(day)} for day in reversed(days)]
+
+    api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
+    result = await fathom.aggregations.query(
+        **REPORT, date_grouping="day", date_from=date(2024, 1, 1), date_to=date(2024, 1, 5),
+        limit=3, sort_by="timestamp:desc", split=True,
+    )
+    # [1-3] comes back full and is halved into [1] and [2-3]; then [4-5]
+    assert [r.date for r in result] == [
+        "2024-01-05", "2024-01-04", "2024-01-03", "2024-01-02", "2024-01-01"]
+    assert len(calls(api)) == 4
+
+
+async def test_a_full_chunk_is_halved_and_run_again(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    def rows(start: str, end: str, params: dict[str, str]) -> list[dict[str, str]]:
+        # two pathnames a day: a 3-day range has 6 rows, over limit=4
+        first, last = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        return [{"pageviews": "1", "date": str(d), "pathname": p} for d in days
+                for p in ("/a", "/b")][: int(params["limit"])]
+
+    api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
+    result = await fathom.aggregations.query(
+        **REPORT, date_grouping="day", field_grouping="pathname", date_from=date(2024, 1, 1),
+        date_to=date(2024, 1, 3), limit=4, split=True,
+    )
+    assert [(r.date, r.pathname) for r in result] == [
+        ("2024-01-01", "/a"), ("2024-01-01", "/b"), ("2024-01-02", "/a"), ("2024-01-02", "/b"),
+        ("2024-01-03", "/a"), ("2024-01-03", "/b")]
+    assert not result.truncated
+    ranges = [(dict(kw["params"])["date_from"][:10], dict(kw["params"])["date_to"][:10])
+              for _, _, kw in calls(api)]
+    assert sorted(ranges) == [
+        ("2024-01-01", "2024-01-01"),
+        ("2024-01-01", "2024-01-03"),  # full: 4 of 6 rows
+        ("2024-01-02", "2024-01-02"),
+        ("2024-01-02", "2024-01-03"),  # 4 rows of 4: full again, it cannot know better
+        ("2024-01-03", "2024-01-03"),
+    ]
+
+
+async def test_a_full_single_period_is_reported_truncated(
+    api: aioresponses, fathom: FathomClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "1", "date": "2024-01-01",
+                                            "pathname": f"/{n}"} for n in range(3)], repeat=True)
+    with caplog.at_level(logging.WARNING, logger="fathom_async"):
+        result = await fathom.aggregations.query(
+            **REPORT, date_grouping="day", field_grouping="pathname",
+            date_from=date(2024, 1, 1), date_to=date(2024, 1, 1), limit=3, split=True,
+        )
+    assert result.truncated
+    assert "truncated" in repr(result)
+    assert "rows may be missing" in caplog.text
+    assert len(calls(api)) == 1
+
+
+async def test_an_unsplit_full_answer_is_marked_truncated(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    api.get(url("/aggregations"), payload=[{"pageviews": "1", "pathname": "/"}] * 2)
+    api.get(url("/aggregations"), payload=[{"pageviews": "1", "pathname": "/"}])
+    assert (await fathom.aggregations.query(**REPORT, field_grouping="pathname", limit=2)).truncated
+    assert not (
+        await fathom.aggregations.query(**REPORT, field_grouping="pathname", limit=2)
+    ).truncated

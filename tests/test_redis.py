@@ -1,0 +1,521 @@
+"""The Redis backend, against a real redis-server: the script's decisions, the local
+queues, server feedback, failure and fallback, in one process.
+
+Each test uses its own key. Waits are real but short (periods of 0.1-0.4 s), since
+Redis's clock is what decides; the multi-process and restart tests are in
+`test_redis_functional.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+import fathom_async
+from fathom_async import AcquireTimeoutError, FathomError, ServerFeedback, ValidationError
+from fathom_async import _redis as redis_module
+from fathom_async._redis import RateLimiterUnavailableError, RedisRateLimits, _Lane, _Waiter
+from fathom_async._scheduler import Permit
+from tests.redis_server import RedisServer, free_port, redis_server
+
+__all__ = ["redis_server"]  # the fixture, for pytest
+
+Make = Callable[..., RedisRateLimits]
+
+
+@pytest.fixture
+async def make(redis_server: RedisServer) -> AsyncIterator[Make]:
+    """Build RedisRateLimits on a fresh key (shared by every instance of one test)."""
+    key = uuid.uuid4().hex
+    made: list[RedisRateLimits] = []
+
+    def build(**kwargs: Any) -> RedisRateLimits:
+        kwargs.setdefault("key", key)
+        kwargs.setdefault("max_in_flight", {"entity": None, "reports": None})
+        limits = RedisRateLimits(kwargs.pop("url", redis_server.url), **kwargs)
+        made.append(limits)
+        return limits
+
+    yield build
+    for limits in made:
+        await limits.aclose()
+
+
+async def take(limits: RedisRateLimits, count: int, **kwargs: Any) -> list[float]:
+    """Acquire `count` permits at once; their Redis grant times, in arrival order."""
+    permits = await asyncio.gather(*(limits.acquire("entity", **kwargs) for _ in range(count)))
+    for permit in permits:
+        permit.release()
+    return [p.granted_at for p in permits]
+
+
+async def raw_client(server: RedisServer) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(server.url)
+
+
+# -- the script's decisions ------------------------------------------------------------
+
+
+async def test_a_burst_of_limit_goes_at_once_in_one_round_trip(make: Make) -> None:
+    limits = make(entity=(5, 0.3))
+    times = await take(limits, 5)
+    assert len(set(times)) == 1
+    # NOSCRIPT on first use: evalsha, load, evalsha; then nothing more.
+    assert limits.stats() == {"round_trips": 3, "grants": 5, "local_grants": 0, "reseeds": 0}
+
+
+async def test_the_next_grant_goes_exactly_when_the_oldest_is_a_period_old(make: Make) -> None:
+    limits = make(entity=(3, 0.2))
+    first = await take(limits, 3)
+    more = await take(limits, 4)
+    assert all(t >= first[0] + 0.2 for t in more[:3])
+    assert more[3] >= more[0] + 0.2
+    lane = limits._lanes["entity"]
+    assert lane.reply is not None
+    # The turn was exact: granted within a few ms of the slot, in Redis time.
+    assert more[0] - (first[0] + 0.2) < 0.05
+    # Every wait cost at most: one call that got a turn, one that confirmed it.
+    stats = limits.stats()
+    assert stats["grants"] == 7
+    assert stats["round_trips"] <= 3 + 1 + 2 * 2
+
+
+async def test_a_newcomer_queues_behind_a_promised_turn(make: Make) -> None:
+    a, b = make(entity=(1, 0.2)), make(entity=(1, 0.2))
+    (first,) = await take(a, 1)
+    task_a = asyncio.create_task(a.acquire("entity"))
+    await asyncio.sleep(0.02)  # a holds the turn at first + 0.2
+    assert a._lanes["entity"].ticket is not None
+    permit_b = await b.acquire("entity")
+    permit_a = await task_a
+    assert first + 0.2 <= permit_a.granted_at < permit_b.granted_at
+    assert permit_b.granted_at >= permit_a.granted_at + 0.2
+    permit_a.release()
+    permit_b.release()
+
+
+async def test_a_turn_nobody_confirms_expires(
+    make: Make, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "_TURN_GRACE", 0.05)
+    a, b = make(entity=(1, 0.1)), make(entity=(1, 0.1))
+    lane = a._lanes["entity"]
+    reply, ticket = await a._take(lane, 2)
+    assert reply.granted == 1
+    assert ticket is not None
+    # a vanishes without confirming; b's turn is behind a's promise...
+    reply_b, _ = await b._take(b._lanes["entity"], 1)
+    assert reply_b.turn >= reply.turn + 100_000
+    await asyncio.sleep(0.2)
+    # ... until a's turn expired: then b goes at once.
+    reply_b2, _ = await b._take(b._lanes["entity"], 1)
+    assert reply_b2.granted == 1
+
+
+async def test_a_waiter_that_left_gives_its_slot_back(make: Make) -> None:
+    limits = make(entity=(1, 5.0))
+    lane = limits._lanes["entity"]
+    reply, _ = await limits._take(lane, 1)
+    limits._serve(lane, reply, asyncio.get_running_loop())  # nobody waits: a refund
+    assert lane.refunds == [reply.now]
+    permit = await limits.acquire("entity", timeout=1)  # the refund went first
+    assert lane.refunds == []
+    permit.release()
+
+
+async def test_a_cancelled_task_that_was_granted_gives_the_slot_back(make: Make) -> None:
+    limits = make(entity=(1, 5.0))
+    lane = limits._lanes["entity"]
+    real_serve = limits._serve
+
+    def serve(*args: Any) -> None:
+        real_serve(*args)
+        task.cancel()  # granted, but cancelled before it ran again
+
+    limits._serve = serve  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(limits.acquire("entity"))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lane.in_flight == 0
+    limits._serve = real_serve  # type: ignore[method-assign]
+    permit = await limits.acquire("entity", timeout=1)
+    assert permit.granted_at > 0
+    permit.release()
+
+
+async def test_a_lost_state_is_reseeded_from_each_process_history(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a = make(entity=(3, 0.4))
+    first = await take(a, 3)
+    client = await raw_client(redis_server)
+    try:
+        await client.flushall()  # as a restart without persistence
+    finally:
+        await client.aclose()
+    later = await take(a, 1)
+    # a re-seeded its three grants, so the fourth still waits for the window.
+    assert later[0] >= first[0] + 0.4
+    assert a.stats()["reseeds"] == 1
+
+
+async def test_a_flushed_script_cache_is_loaded_again(
+    make: Make, redis_server: RedisServer
+) -> None:
+    limits = make(entity=(10, 1.0))
+    await take(limits, 1)
+    before = limits.stats()["round_trips"]
+    client = await raw_client(redis_server)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    await take(limits, 1)
+    assert limits.stats()["round_trips"] == before + 3  # NOSCRIPT, load, run
+
+
+# -- server feedback ---------------------------------------------------------------------
+
+
+async def test_a_429_seen_by_one_instance_pauses_the_other(make: Make) -> None:
+    a, b = make(entity=(100, 1.0)), make(entity=(100, 1.0))
+    await take(a, 1)
+    await a.observe("entity", ServerFeedback(429, retry_after=0.25))
+    lane = a._lanes["entity"]
+    assert lane.reply is not None
+    pause_end = lane.reply.pause / 1e6
+    assert a.snapshot()["entity"].paused
+    (granted,) = await take(b, 1)
+    assert granted >= pause_end
+
+
+async def test_a_429_without_headers_pauses_for_one_slot_interval(make: Make) -> None:
+    limits = make(entity=(10, 1.0))
+    await limits.observe("entity", ServerFeedback(429))
+    snapshot = limits.snapshot()["entity"]
+    assert 0.05 < snapshot.paused_for <= 0.1
+    await limits.observe("entity", ServerFeedback(429, reset_after=0.2))
+    assert 0.1 < limits.snapshot()["entity"].paused_for <= 0.2
+
+
+async def test_a_turn_promised_before_a_429_waits_for_the_pause(make: Make) -> None:
+    a, b = make(entity=(1, 0.1)), make(entity=(1, 0.1))
+    await take(a, 1)
+    task = asyncio.create_task(a.acquire("entity"))
+    await asyncio.sleep(0.02)
+    assert a._lanes["entity"].ticket is not None
+    await b.observe("entity", ServerFeedback(429, retry_after=0.3))
+    reply = b._lanes["entity"].reply
+    assert reply is not None
+    permit = await task
+    assert permit.granted_at >= reply.pause / 1e6
+    permit.release()
+
+
+async def test_remaining_zero_holds_every_process_until_the_reset(make: Make) -> None:
+    a, b = make(entity=(100, 5.0)), make(entity=(100, 5.0))
+    await a.observe("entity", ServerFeedback(200, remaining=0, reset_after=0.2))
+    snapshot = a.snapshot()["entity"]
+    assert snapshot.server_remaining == 0
+    assert snapshot.paused
+    reply = a._lanes["entity"].reply
+    assert reply is not None
+    (granted,) = await take(b, 1)
+    assert granted >= reply.budget_until / 1e6
+
+
+async def test_remaining_allows_that_many_more_and_the_stricter_report_wins(
+    make: Make,
+) -> None:
+    limits = make(entity=(100, 5.0))
+    lane = limits._lanes["entity"]
+    await limits.observe("entity", ServerFeedback(200, remaining=3, reset_after=0.4))
+    await limits.observe("entity", ServerFeedback(200, remaining=5, reset_after=0.1))
+    assert lane.reply is not None
+    assert lane.reply.budget == 3
+    await limits.observe("entity", ServerFeedback(200, remaining=2))  # later reset: newer
+    assert lane.reply.budget == 2
+    times = await take(limits, 3)
+    assert times[0] == times[1]
+    assert times[2] >= lane.reply.budget_until / 1e6 - 1e-6
+    await limits.observe("entity", ServerFeedback(200))  # nothing to learn: no call
+    assert limits.stats()["round_trips"] <= 10
+
+
+# -- the local queues ------------------------------------------------------------------------
+
+
+def lane_with(bulk_max_wait: float) -> _Lane:
+    return _Lane("entity", 10, 1.0, None, bulk_max_wait, ("g", "t", "s", "n"))
+
+
+def test_interactive_goes_before_bulk_and_aged_bulk_competes_in_arrival_order() -> None:
+    loop = asyncio.get_event_loop()
+    lane = lane_with(bulk_max_wait=10.0)
+    waiters = []
+    for seq, (priority, arrived) in enumerate(
+        [("bulk", 0.0), ("interactive", 5.0), ("bulk", 6.0), ("interactive", 8.0)]
+    ):
+        waiter = _Waiter(loop.create_future(), seq, arrived, False)
+        lane.queues[priority][waiter] = None  # type: ignore[index]
+        waiters.append(waiter)
+    order = []
+    for now in (1.0, 2.0, 10.0, 11.0):
+        head = lane.next_waiter(now)
+        assert head is not None
+        priority, waiter = head
+        del lane.queues[priority][waiter]
+        order.append(waiters.index(waiter))
+    # At 1 and 2: interactive first; at 10 the first bulk waiter has aged.
+    assert order == [1, 3, 0, 2]
+    assert lane.next_waiter(12.0) is None
+
+
+async def test_priorities_hold_across_real_grants(make: Make) -> None:
+    limits = make(entity=(1, 0.1))
+    first = await limits.acquire("entity")
+    order: list[str] = []
+
+    async def one(name: str, priority: Any) -> None:
+        permit = await limits.acquire("entity", priority=priority)
+        order.append(name)
+        permit.release()
+
+    tasks = [asyncio.create_task(one("bulk", "bulk"))]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(one("interactive", "interactive")))
+    await asyncio.gather(*tasks)
+    first.release()
+    assert order == ["interactive", "bulk"]
+
+
+async def test_the_in_flight_cap_is_per_process(make: Make) -> None:
+    limits = make(entity=(100, 1.0), max_in_flight={"entity": 1})
+    first = await limits.acquire("entity")
+    second = asyncio.create_task(limits.acquire("entity"))
+    await asyncio.sleep(0.02)
+    assert not second.done()
+    assert limits.snapshot()["entity"].in_flight == 1
+    first.release()
+    (await second).release()
+    first.release()  # twice is harmless
+
+
+async def test_a_wait_times_out_and_consumes_nothing(make: Make) -> None:
+    limits = make(entity=(1, 5.0))
+    held = await limits.acquire("entity")
+    with pytest.raises(AcquireTimeoutError):
+        await limits.acquire("entity", timeout=0.05)
+    with pytest.raises(AcquireTimeoutError):  # a turn is held: no need to ask
+        await asyncio.gather(
+            limits.acquire("entity", timeout=0.05), limits.acquire("entity", timeout=0)
+        )
+    held.release()
+
+
+async def test_timeout_zero_asks_redis_once(make: Make) -> None:
+    limits = make(entity=(1, 5.0))
+    (await limits.acquire("entity", timeout=0)).release()
+    with pytest.raises(AcquireTimeoutError):
+        await limits.acquire("entity", timeout=0)
+
+
+async def test_a_cancelled_wait_leaves_the_queue(make: Make) -> None:
+    limits = make(entity=(1, 0.2))
+    held = await limits.acquire("entity")
+    task = asyncio.create_task(limits.acquire("entity"))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert limits.snapshot()["entity"].waiting == {"interactive": 0, "bulk": 0}
+    held.release()
+
+
+# -- failure and fallback ------------------------------------------------------------------
+
+
+async def test_unreachable_redis_fails_closed_with_a_typed_error() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    async with RedisRateLimits(url, key="k", entity=(10, 1.0)) as limits:
+        with pytest.raises(RateLimiterUnavailableError) as caught:
+            await limits.acquire("entity")
+    assert isinstance(caught.value, FathomError)
+    assert caught.value.bucket == "entity"
+    assert "request was not sent" in str(caught.value)
+
+
+async def test_local_fallback_warns_once_and_switches_back_when_redis_returns() -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    key = uuid.uuid4().hex
+    async with RedisRateLimits(
+        url, key=key, entity=(10, 1.0), on_unavailable="local", retry_interval=0.05
+    ) as limits:
+        with pytest.warns(RuntimeWarning, match="fall back to this process"):
+            (await limits.acquire("entity")).release()
+        (await limits.acquire("entity")).release()  # no second warning
+        await limits.observe("entity", ServerFeedback(429, retry_after=0.01))
+        assert limits.snapshot()["entity"].sent_in_window == 2  # the fallback's state
+        await asyncio.sleep(0.06)
+        await limits.observe("entity", ServerFeedback(429, retry_after=0.01))  # still down
+        assert limits.stats()["local_grants"] == 2
+        server = RedisServer(port)
+        server.start()
+        try:
+            await asyncio.sleep(0.06)
+            (await limits.acquire("entity")).release()
+            assert limits.stats()["grants"] == 1
+            client = redis.asyncio.Redis.from_url(url)
+            try:  # the two local grants were sent along: the window counts three
+                assert await client.zcard(f"fathom_async:{{{key}}}:entity:grants") == 3
+            finally:
+                await client.aclose()
+        finally:
+            await limits.aclose()
+            server.stop()
+
+
+async def test_feedback_that_cannot_reach_redis_is_sent_later(make: Make) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    limits = make(url=url, entity=(10, 1.0))
+    await limits.observe("entity", ServerFeedback(429, retry_after=0.3))  # no raise
+    lane = limits._lanes["entity"]
+    assert lane.pending_pause > 0
+    server = RedisServer(port)
+    server.start()
+    try:
+        (granted,) = await take(limits, 1)
+        assert granted >= lane.pending_pause / 1e6 or lane.pending_pause == 0
+        assert lane.reply is not None
+        assert lane.reply.pause > 0
+    finally:
+        await limits.aclose()
+        server.stop()
+
+
+async def test_a_client_passed_in_is_used_and_not_closed(
+    make: Make, redis_server: RedisServer
+) -> None:
+    client = await raw_client(redis_server)
+    try:
+        limits = RedisRateLimits(client, key=uuid.uuid4().hex)
+        async with limits:
+            (await limits.acquire("reports")).release()
+        assert await client.ping()
+        assert "<client>" in repr(limits)
+    finally:
+        await client.aclose()
+
+
+# -- the interface -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field"),
+    [
+        (("",), {"key": "k"}, "url_or_client"),
+        ((42,), {"key": "k"}, "url_or_client"),
+        (("redis://x",), {"key": ""}, "key"),
+        (("redis://x",), {"key": "k", "on_unavailable": "maybe"}, "on_unavailable"),
+        (("redis://x",), {"key": "k", "retry_interval": 0}, "retry_interval"),
+        (("redis://x",), {"key": "k", "bulk_max_wait": -1}, "bulk_max_wait"),
+        (("redis://x",), {"key": "k", "entity": (0, 1)}, "entity.limit"),
+    ],
+)
+def test_invalid_arguments_are_rejected_before_any_call(
+    args: tuple[Any, ...], kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        RedisRateLimits(*args, **kwargs)
+    assert caught.value.field == field
+
+
+async def test_invalid_bucket_priority_and_timeout_are_rejected(make: Make) -> None:
+    limits = make()
+    with pytest.raises(ValidationError):
+        await limits.acquire("sites")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        await limits.acquire("entity", priority="urgent")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        await limits.acquire("entity", timeout=-1)
+    assert "<url>" in repr(limits)
+    assert "redis://" not in repr(limits)
+
+
+def test_snapshot_before_first_use_is_empty_and_works_outside_a_loop() -> None:
+    limits = RedisRateLimits("redis://127.0.0.1:1/0", key="k")
+    snapshot = limits.snapshot()
+    assert snapshot["entity"].limit == 2000
+    assert snapshot["reports"].period == 60.0
+    assert snapshot["reports"].max_in_flight == 4
+    assert snapshot["entity"].sent_in_window == 0
+    assert not snapshot["entity"].paused
+
+
+async def test_snapshot_reports_the_window_as_of_the_last_round_trip(make: Make) -> None:
+    limits = make(entity=(3, 5.0))
+    await take(limits, 3)
+    snapshot = limits.snapshot()["entity"]
+    assert snapshot.sent_in_window == 3
+    assert 4.5 < snapshot.next_slot_in <= 5.0
+    assert snapshot.server_remaining is None
+
+
+def test_one_instance_in_two_loops_is_refused_while_busy_and_rebinds_after(
+    redis_server: RedisServer,
+) -> None:
+    limits = RedisRateLimits(redis_server.url, key=uuid.uuid4().hex, entity=(10, 1.0))
+    held: list[Permit] = []
+
+    async def first() -> None:
+        held.append(await limits.acquire("entity"))
+
+    async def second() -> None:
+        with pytest.raises(RuntimeError, match="another event loop"):
+            await limits.acquire("entity")
+
+    async def third() -> None:
+        (await limits.acquire("entity")).release()
+        await limits.aclose()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(first())
+        other = asyncio.new_event_loop()
+        try:
+            other.run_until_complete(second())
+        finally:
+            other.close()
+        loop.run_until_complete(limits.aclose())
+    finally:
+        loop.close()
+    asyncio.run(third())  # the old loop is closed: the instance binds to the new one
+    held[0].release()  # a permit of the closed loop releases nothing
+
+
+async def test_aclose_cancels_waiters_and_can_be_used_again(make: Make) -> None:
+    limits = make(entity=(1, 5.0))
+    held = await limits.acquire("entity")
+    task = asyncio.create_task(limits.acquire("entity"))
+    await asyncio.sleep(0.02)
+    await limits.close()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    held.release()
+    assert limits.snapshot()["entity"].waiting == {"interactive": 0, "bulk": 0}
+
+
+def test_redis_rate_limits_is_public_and_import_does_not_load_redis() -> None:
+    assert fathom_async.RedisRateLimits is RedisRateLimits
+    assert fathom_async.RateLimiterUnavailableError is RateLimiterUnavailableError
+    code = "import sys, fathom_async; assert 'redis' not in sys.modules, 'redis imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -170,6 +170,7 @@ class Export:
         """Run the export, yielding progress; leaving the loop early stops the export."""
         self._events = asyncio.Queue()
         task = asyncio.ensure_future(self._run())
+        getter: asyncio.Future[ExportProgress | None] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(self._events.get())
@@ -188,6 +189,8 @@ class Export:
                 break
             await task  # raises what the export raised
         finally:
+            if getter is not None and not getter.done():
+                getter.cancel()  # cancelled while waiting: never leave it pending
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -28,6 +28,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._filters import Filter
+from ._frames import AggregationRows
 from ._models import (
     Account,
     AggregationRow,
@@ -43,6 +44,14 @@ from ._models import (
     Wiped,
 )
 from ._pagination import AsyncPager
+from ._redis import RateLimiterUnavailableError, RedisRateLimits
+from ._reports import (
+    CacheStats,
+    RedisReportCache,
+    ReportCache,
+    ReportCacheBackend,
+    ReportPlan,
+)
 from ._scheduler import BucketSnapshot, Permit, RateLimitBackend, RateLimits, ServerFeedback
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
@@ -57,10 +66,12 @@ __all__ = [
     "AcquireTimeoutError",
     "Account",
     "AggregationRow",
+    "AggregationRows",
     "AsyncPager",
     "AuthenticationError",
     "BadRequestError",
     "BucketSnapshot",
+    "CacheStats",
     "ClientClosedError",
     "CurrentPage",
     "CurrentReferrer",
@@ -79,7 +90,13 @@ __all__ = [
     "Permit",
     "RateLimitBackend",
     "RateLimitError",
+    "RateLimiterUnavailableError",
     "RateLimits",
+    "RedisRateLimits",
+    "RedisReportCache",
+    "ReportCache",
+    "ReportCacheBackend",
+    "ReportPlan",
     "ServerError",
     "ServerFeedback",
     "Site",

@@ -13,15 +13,17 @@ import asyncio
 import ipaddress
 import os
 import platform
+import ssl
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import attrs
-from tenacity import RetryCallState
+from aiohttp import hdrs
 from yarl import URL
 
 from ._converter import Converter, get_converter
@@ -36,6 +38,7 @@ from ._exceptions import (
 )
 from ._logging import logger, redact_headers, setup_logging
 from ._protocol import ApiRequest, decode_json, error_from_response, server_feedback
+from ._reports import ReportCacheBackend, SingleFlight
 from ._resources.account import AccountResource, TokenResource
 from ._resources.aggregations import AggregationsResource
 from ._resources.current_visitors import CurrentVisitorsResource
@@ -47,12 +50,16 @@ from ._scheduler import PRIORITIES, Priority, RateLimitBackend, RateLimits
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
 __all__ = ["DEFAULT_BASE_URL", "FathomClient"]
 
 DEFAULT_BASE_URL = "https://api.usefathom.com/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+T = TypeVar("T")
 
 
 def _check_token(token: object) -> str:
@@ -99,6 +106,28 @@ def _check_base_url(base_url: object) -> str:
     if url.scheme not in ("http", "https"):
         raise ValidationError("base_url", base_url, "an https:// URL")
     return str(url).rstrip("/")
+
+
+def _verifies_tls(session: aiohttp.ClientSession) -> bool:
+    """Whether a session's connector checks certificates (False for ssl=False and the like)."""
+    setting = getattr(session.connector, "_ssl", True)  # aiohttp keeps no public accessor
+    if setting is False:
+        return False
+    if isinstance(setting, ssl.SSLContext):
+        return setting.verify_mode != ssl.CERT_NONE and setting.check_hostname
+    return True
+
+
+def _check_session_tls(session: aiohttp.ClientSession, base_url: str) -> None:
+    # A borrowed session must not switch verification off behind our back: the token
+    # would go to whoever answers. Loopback test servers are the one exception.
+    if not _verifies_tls(session) and not _is_loopback(URL(base_url).host or ""):
+        raise ValidationError(
+            "session",
+            session,
+            "a session that verifies TLS certificates (a connector with ssl=False or"
+            " verify_ssl=False is accepted only for a loopback base_url)",
+        )
 
 
 def _check_timeout(value: object) -> aiohttp.ClientTimeout:
@@ -151,6 +180,7 @@ class _Shared:
         limiter: RateLimitBackend | None,
         converter: Converter,
         max_response_bytes: int,
+        report_cache: ReportCacheBackend | None = None,
     ) -> None:
         self.token = token
         self.base_url = base_url
@@ -159,7 +189,12 @@ class _Shared:
         self.limiter = limiter
         self.converter = converter
         self.max_response_bytes = max_response_bytes
+        self.report_cache = report_cache
+        self.in_flight = SingleFlight()  # identical report calls share one request
         self.closed = False
+        # Tasks parked in a slot wait or a retry's sleep, which close() ends (see park()).
+        self.parked: set[asyncio.Task[Any]] = set()
+        self.closing: set[asyncio.Task[Any]] = set()
         self.sleep: Sleep = asyncio.sleep
         self.clock: Callable[[], float] = time.time
         self.user_agent = (
@@ -171,11 +206,43 @@ class _Shared:
         if self.closed:
             raise ClientClosedError("the client is closed; create a new FathomClient")
         if self.session is None:
-            self.session = aiohttp.ClientSession()
+            session = aiohttp.ClientSession()
+            # aiohttp silently sends a GET or DELETE again when a kept-alive connection
+            # turns out closed: a send no rate-limit slot was granted for. Our retry
+            # layer does that instead, through the limiter.
+            session._retry_connection = False
+            self.session = session
         return self.session
+
+    async def park(self, waiting: Awaitable[T], what: str) -> T:
+        """Await a rate-limit slot or a retry's sleep, or ClientClosedError on close().
+
+        These waits can last minutes and touch no socket, so closing the session
+        alone would not end them: close() cancels the parked task instead, and the
+        cancellation is turned into ClientClosedError here (unless someone else
+        cancelled the task too).
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task under asyncio
+            return await waiting
+        self.parked.add(task)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if task not in self.closing:
+                raise
+            if sys.version_info >= (3, 11) and task.uncancel() > 0:
+                raise
+            raise ClientClosedError(f"the client was closed while {what}") from None
+        finally:
+            self.parked.discard(task)
+            self.closing.discard(task)
 
     async def close(self) -> None:
         self.closed = True
+        for task in self.parked - self.closing:
+            self.closing.add(task)
+            task.cancel()
         session, self.session = self.session, None
         if session is not None and self.owns_session:
             await session.close()
@@ -215,6 +282,9 @@ class FathomClient:
             raised as `RateLimitError` straight away.
         strict: fail on unknown response fields (for tests that catch fixture drift).
         max_response_bytes: the largest body we read before giving up.
+        report_cache: a `ReportCache()` (in memory) or `RedisReportCache(url)` to
+            keep report answers (closed date ranges; see `ReportCacheBackend`);
+            None (the default) keeps none. Views share it.
     """
 
     def __init__(
@@ -231,6 +301,7 @@ class FathomClient:
         max_retry_wait: float = 60.0,
         strict: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        report_cache: ReportCacheBackend | None = None,
     ) -> None:
         setup_logging()
         if isinstance(rate_limits, NotGiven):
@@ -249,6 +320,8 @@ class FathomClient:
             or max_response_bytes < 1024
         ):
             raise ValidationError("max_response_bytes", max_response_bytes, "an int >= 1024")
+        if report_cache is not None and not isinstance(report_cache, ReportCacheBackend):
+            raise ValidationError("report_cache", report_cache, "a ReportCache, a backend or None")
         self._shared = _Shared(
             token=_check_token(token),
             base_url=_check_base_url(
@@ -259,7 +332,10 @@ class FathomClient:
             limiter=limiter,
             converter=get_converter(strict),
             max_response_bytes=max_response_bytes,
+            report_cache=report_cache,
         )
+        if session is not None:
+            _check_session_tls(session, self._shared.base_url)
         self._options = self._make_options(
             timeout=timeout,
             max_retries=max_retries,
@@ -409,33 +485,49 @@ class FathomClient:
         if shared.closed:
             raise ClientClosedError("the client is closed; create a new FathomClient")
         policy = self._options.retry
+        try:
+            return await self._attempt(request, 1)
+        except FathomError as exc:
+            if policy.max_retries == 0 or not policy.should_retry(request, exc):
+                raise
+            wait = policy.delay(1, exc)
+            self._warn_retry(request, exc, wait, 2)
+        await self._sleep_unless_closed(wait)
         result: Any = None
         retrying = policy.retrying(
-            request, sleep=self._sleep_unless_closed, before_sleep=self._log_retry(request)
+            request,
+            sleep=self._sleep_unless_closed,
+            before_sleep=self._log_retry(request),
+            first_attempt=2,
         )
         async for attempt in retrying:
             with attempt:
-                result = await self._attempt(request, attempt.retry_state.attempt_number)
+                result = await self._attempt(request, attempt.retry_state.attempt_number + 1)
         return result
 
     async def _sleep_unless_closed(self, seconds: float) -> None:
-        await self._shared.sleep(seconds)
+        await self._shared.park(self._shared.sleep(seconds), "a retry was waiting")
         if self._shared.closed:
             raise ClientClosedError("the client was closed while a retry was waiting")
+
+    def _warn_retry(
+        self, request: ApiRequest, exc: BaseException | None, wait: float, attempt: int
+    ) -> None:
+        logger.warning(
+            "retrying %s %s in %.2fs after %s (attempt %d of %d)",
+            request.method,
+            request.path,
+            wait,
+            _describe_failure(exc),
+            attempt,
+            self._options.retry.max_retries + 1,
+        )
 
     def _log_retry(self, request: ApiRequest) -> Callable[[RetryCallState], None]:
         def log(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
             wait = state.next_action.sleep if state.next_action is not None else 0.0
-            logger.warning(
-                "retrying %s %s in %.2fs after %s (attempt %d of %d)",
-                request.method,
-                request.path,
-                wait,
-                _describe_failure(exc),
-                state.attempt_number + 1,
-                self._options.retry.max_retries + 1,
-            )
+            self._warn_retry(request, exc, wait, state.attempt_number + 2)
 
         return log
 
@@ -446,8 +538,11 @@ class FathomClient:
         options = self._options
         permit = None
         if limiter is not None:
-            permit = await limiter.acquire(
-                request.bucket, priority=options.priority, timeout=options.acquire_timeout
+            permit = await shared.park(
+                limiter.acquire(
+                    request.bucket, priority=options.priority, timeout=options.acquire_timeout
+                ),
+                "this call waited for a rate-limit slot",
             )
         url = URL(shared.base_url + request.path, encoded=True)
         headers = shared.headers(request)
@@ -469,7 +564,7 @@ class FathomClient:
                     allow_redirects=False,
                 ) as response:
                     status = response.status
-                    response_headers = dict(response.headers)
+                    response_headers = response.headers
                     body = await _read_body(response, shared.max_response_bytes)
             except FathomError:
                 raise
@@ -492,12 +587,19 @@ class FathomClient:
             return decode_json(status, body, response_headers.get("Content-Type"))
         if 300 <= status < 400:
             location = response_headers.get("Location", "?")
+            headers_copy = dict(response_headers)
             raise APIStatusError(
                 f"unexpected redirect to {location!r}; not followed (the token stays here)",
                 status_code=status,
-                headers=response_headers,
+                headers=headers_copy,
             )
-        raise error_from_response(status, response_headers, body, now=now)
+        error = error_from_response(status, dict(response_headers), body, now=now)
+        if request.creates and status >= 500:  # it may have been created: say so
+            error = type(error)(
+                _unknown_outcome(request, error.message), status_code=status, body=error.body,
+                errors=error.errors, headers=error.headers,
+            )
+        raise error
 
     def _transport_error(self, request: ApiRequest, exc: BaseException) -> FathomError:
         if self._shared.closed:
@@ -542,6 +644,10 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
             f"response of {length} bytes is over max_response_bytes={limit}",
             status_code=response.status,
         )
+    if length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+        # The declared length is within the limit and aiohttp will not read past it;
+        # with compression the length says nothing about the decoded size.
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

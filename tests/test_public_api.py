@@ -18,6 +18,11 @@ EXPECTED = {
     "RateLimitBackend", "RateLimitError", "RateLimits", "ServerError", "ServerFeedback",
     "Site", "TokenInfo", "UnprocessableEntityError", "ValidationError", "Wiped",
     "__version__",
+    # the scheduler on Redis
+    "RateLimiterUnavailableError", "RedisRateLimits",
+    # reports
+    "AggregationRows", "CacheStats", "RedisReportCache", "ReportCache", "ReportCacheBackend",
+    "ReportPlan",
 }
 
 

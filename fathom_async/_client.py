@@ -38,10 +38,7 @@ from ._exceptions import (
 )
 from ._logging import logger, redact_headers, setup_logging
 from ._protocol import ApiRequest, decode_json, error_from_response, server_feedback
-from ._reports import ReportCacheBackend, SingleFlight
 from ._resources.account import AccountResource, TokenResource
-from ._resources.aggregations import AggregationsResource
-from ._resources.current_visitors import CurrentVisitorsResource
 from ._resources.events import EventsResource
 from ._resources.milestones import MilestonesResource
 from ._resources.sites import SitesResource
@@ -52,6 +49,10 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
+
+    from ._reports import ReportCacheBackend, SingleFlight
+    from ._resources.aggregations import AggregationsResource
+    from ._resources.current_visitors import CurrentVisitorsResource
 
 __all__ = ["DEFAULT_BASE_URL", "FathomClient"]
 
@@ -130,6 +131,12 @@ def _check_session_tls(session: aiohttp.ClientSession, base_url: str) -> None:
         )
 
 
+def _is_report_cache(value: object) -> bool:
+    from ._reports import ReportCacheBackend
+
+    return isinstance(value, ReportCacheBackend)
+
+
 def _check_timeout(value: object) -> aiohttp.ClientTimeout:
     if isinstance(value, aiohttp.ClientTimeout):
         return value
@@ -190,7 +197,7 @@ class _Shared:
         self.converter = converter
         self.max_response_bytes = max_response_bytes
         self.report_cache = report_cache
-        self.in_flight = SingleFlight()  # identical report calls share one request
+        self._in_flight: SingleFlight | None = None
         self.closed = False
         # Tasks parked in a slot wait or a retry's sleep, which close() ends (see park()).
         self.parked: set[asyncio.Task[Any]] = set()
@@ -213,6 +220,15 @@ class _Shared:
             session._retry_connection = False
             self.session = session
         return self.session
+
+    @property
+    def in_flight(self) -> SingleFlight:
+        """Identical report calls in flight share one request (made on first use)."""
+        if self._in_flight is None:
+            from ._reports import SingleFlight
+
+            self._in_flight = SingleFlight()
+        return self._in_flight
 
     async def park(self, waiting: Awaitable[T], what: str) -> T:
         """Await a rate-limit slot or a retry's sleep, or ClientClosedError on close().
@@ -320,7 +336,7 @@ class FathomClient:
             or max_response_bytes < 1024
         ):
             raise ValidationError("max_response_bytes", max_response_bytes, "an int >= 1024")
-        if report_cache is not None and not isinstance(report_cache, ReportCacheBackend):
+        if report_cache is not None and not _is_report_cache(report_cache):
             raise ValidationError("report_cache", report_cache, "a ReportCache, a backend or None")
         self._shared = _Shared(
             token=_check_token(token),
@@ -425,10 +441,15 @@ class FathomClient:
 
     @cached_property
     def aggregations(self) -> AggregationsResource:
+        # Reports, caches and DataFrames load on first use: most imports never need them.
+        from ._resources.aggregations import AggregationsResource
+
         return AggregationsResource(self)
 
     @cached_property
     def current_visitors(self) -> CurrentVisitorsResource:
+        from ._resources.current_visitors import CurrentVisitorsResource
+
         return CurrentVisitorsResource(self)
 
     # -- state -------------------------------------------------------------------

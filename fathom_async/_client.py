@@ -60,6 +60,7 @@ DEFAULT_BASE_URL = "https://api.usefathom.com/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_RATE_HEADER = "X-RateLimit-Remaining"
 T = TypeVar("T")
 
 
@@ -559,6 +560,8 @@ class FathomClient:
         options = self._options
         permit = None
         if limiter is not None:
+            permit = limiter.try_acquire(request.bucket, priority=options.priority)
+        if limiter is not None and permit is None:
             permit = await shared.park(
                 limiter.acquire(
                     request.bucket, priority=options.priority, timeout=options.acquire_timeout
@@ -594,16 +597,16 @@ class FathomClient:
         finally:
             if permit is not None:
                 permit.release()
-        now = shared.clock()
-        if limiter is not None:
-            feedback = server_feedback(status, response_headers, now=now)
+        if limiter is not None and (status >= 400 or _RATE_HEADER in response_headers):
+            # A plain success without rate-limit headers has nothing to teach the limiter.
+            feedback = server_feedback(status, response_headers, now=shared.clock())
             await limiter.observe(request.bucket, feedback)
         logger.info(
             "%s %s -> %d (%.3fs, attempt %d)",
             request.method, request.path, status, time.monotonic() - started, attempt,
         )
         if 200 <= status < 300:
-            if status == 204 or (not body.strip() and request.method == "DELETE"):
+            if status == 204 or (request.method == "DELETE" and _blank(body)):
                 return None
             return decode_json(status, body, response_headers.get("Content-Type"))
         if 300 <= status < 400:
@@ -614,7 +617,7 @@ class FathomClient:
                 status_code=status,
                 headers=headers_copy,
             )
-        error = error_from_response(status, dict(response_headers), body, now=now)
+        error = error_from_response(status, dict(response_headers), body, now=shared.clock())
         if request.creates and status >= 500:  # it may have been created: say so
             error = type(error)(
                 _unknown_outcome(request, error.message), status_code=status, body=error.body,
@@ -640,6 +643,10 @@ class FathomClient:
             _unknown_outcome(request, f"{where}: connection failed ({type(exc).__name__})"),
             outcome_unknown=True,
         )
+
+
+def _blank(body: bytes) -> bool:
+    return not body or body.isspace()
 
 
 def _unknown_outcome(request: ApiRequest, message: str) -> str:

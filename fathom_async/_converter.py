@@ -159,6 +159,75 @@ def _to_str_tuple(value: Any, _: type) -> tuple[str, ...]:
     raise TypeError(f"expected a list of strings, got {value!r}")
 
 
+class _Fallback(Exception):
+    """The fast path cannot vouch for this input; cattrs takes over."""
+
+
+_MISSING = object()
+_HOOKS: dict[Any, Callable[[Any, type], Any]] = {
+    int: _to_int,
+    float: _to_float,
+    bool: _to_bool,
+    datetime: _to_datetime,
+    date: _to_date,
+}
+
+
+def _fast_structurer(model: type[T], strict: bool) -> Callable[[Any], T] | None:
+    """A straight-line structure function for a flat model, or None.
+
+    cattrs dispatches per field on every call; for the flat models (scalars,
+    optional scalars, timestamps) we generate, once, the code it would run for
+    the plain case. It returns the same values the cattrs path returns, and hands
+    anything else (a wrong type, a bad number, an unknown key when strict) to
+    cattrs by raising `_Fallback`, so errors are cattrs' own.
+    """
+    import typing
+
+    hints = typing.get_type_hints(model)
+    fields = [f for f in attrs.fields(model) if f.name != "raw"]  # type: ignore[arg-type]
+    names = [f.name for f in fields]
+    namespace: dict[str, Any] = {
+        "_Fallback": _Fallback, "_MISSING": _MISSING, "model": model,
+        "allowed": frozenset(names),
+    }
+    lines = ["def structure(d):", "    if type(d) is not dict: raise _Fallback"]
+    if strict:
+        lines.append("    if not allowed.issuperset(d): raise _Fallback")
+    lines.append("    try:")
+    for index, field in enumerate(fields):
+        hint = hints[field.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        base = args[0] if optional and len(args) == 1 else hint
+        if base not in (str, *_HOOKS) or (not optional and typing.get_args(hint)):
+            return None  # tuples, nested models, unions: cattrs only
+        required = field.default is attrs.NOTHING
+        namespace[f"default{index}"] = None if required else field.default
+        value = f"v{index}"
+        lines.append(f"        {value} = d.get({field.name!r}, _MISSING)")
+        lines.append(f"        if {value} is _MISSING:")
+        missing = "raise _Fallback" if required else f"{value} = default{index}"
+        lines.append(f"            {missing}")
+        check = f"{value} is not None and " if optional else ""
+        lines.append(f"        elif {check}True:")
+        if base is str:
+            lines.append(f"            if type({value}) is not str: raise _Fallback")
+        else:
+            namespace[f"hook{index}"] = _HOOKS[base]
+            namespace[f"type{index}"] = base
+            lines.append(f"            {value} = hook{index}({value}, type{index})")
+        if not optional:
+            lines.append(f"        if {value} is None: raise _Fallback")
+    lines.append("    except (TypeError, ValueError, OverflowError):")
+    lines.append("        raise _Fallback from None")
+    call = ", ".join(f"{name}=v{index}" for index, name in enumerate(names))
+    lines.append(f"    return model({call}, raw=d)")
+    exec(compile("\n".join(lines), f"<fast structure {model.__name__}>", "exec"), namespace)
+    function: Callable[[Any], T] = namespace["structure"]
+    return function
+
+
 class Converter:
     """Structures decoded JSON into models; `strict` fails on unknown fields."""
 
@@ -178,6 +247,7 @@ class Converter:
         for model in MODELS:
             conv.register_structure_hook(model, self._with_raw(conv, model))
         self._conv = conv
+        self._fast: dict[type, Callable[[Any], Any] | None] = {}
 
     @staticmethod
     def _with_raw(conv: cattrs.Converter, model: type[T]) -> Callable[[Any, type], T]:
@@ -198,6 +268,16 @@ class Converter:
 
     def structure(self, data: Any, model: type[T]) -> T:
         """Build one `model` from decoded JSON, or raise APIResponseError."""
+        try:
+            fast = self._fast[model]
+        except KeyError:
+            fast = self._fast[model] = _fast_structurer(model, self.strict)
+        if fast is not None:
+            try:
+                result: T = fast(data)
+                return result
+            except _Fallback:
+                pass
         try:
             return self._conv.structure(data, model)
         except Exception as exc:  # cattrs groups every field's failure

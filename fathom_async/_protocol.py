@@ -12,10 +12,9 @@ import email.utils
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import quote
 
-import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._exceptions import (
@@ -41,9 +40,8 @@ _MAX_ID_LENGTH = 255
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
-@attrs.frozen
-class ApiRequest:
-    """One API call, described.
+class ApiRequest(NamedTuple):
+    """One API call, described (a tuple: it is built on every call, and cheaply).
 
     `path` is already percent-encoded and relative to the base URL. `creates` marks a
     POST that makes a new object: it is never replayed once it may have reached the
@@ -88,7 +86,7 @@ def build_path(*segments: tuple[str, object] | str) -> str:
 
 def decode_json(status: int, body: bytes, content_type: str | None) -> Any:
     """Decode a successful body; a body we cannot read is an APIResponseError."""
-    if not body.strip():
+    if not body or body.isspace():
         raise APIResponseError(f"empty response body (status {status})", status_code=status)
     try:
         return json.loads(body)

@@ -222,6 +222,14 @@ class RateLimitBackend(abc.ABC):
     ) -> Permit:
         """Wait for a slot in `bucket`; raise AcquireTimeoutError after `timeout` s."""
 
+    def try_acquire(self, bucket: Bucket, *, priority: Priority = "interactive") -> Permit | None:
+        """A slot now without waiting, or None (then `acquire()` waits for one).
+
+        The client tries this first, so the common case of a free slot costs no
+        coroutine. A backend that cannot answer synchronously keeps this default.
+        """
+        return None
+
     @abc.abstractmethod
     async def observe(self, bucket: Bucket, feedback: ServerFeedback) -> None:
         """Learn from a response (a 429 pauses the whole bucket)."""
@@ -343,8 +351,8 @@ class _BucketState:
             return
         self.in_flight -= 1
         loop = self.loop
-        if loop is not None and not loop.is_closed():
-            self.dispatch()
+        if loop is not None and not loop.is_closed() and self.waiting():
+            self.dispatch()  # with nobody waiting there is nothing to grant
 
     def revoke(self, permit: Permit) -> None:
         """Undo a grant whose task was cancelled before it could use it.
@@ -582,6 +590,16 @@ class RateLimits(RateLimitBackend):
         if permit is None:
             raise AcquireTimeoutError(bucket, float(timeout or 0))
         return permit
+
+    def try_acquire(self, bucket: Bucket, *, priority: Priority = "interactive") -> Permit | None:
+        """A slot now if one is free and nobody is queued ahead; else None."""
+        state, loop = self._state(bucket)
+        if priority not in PRIORITIES:
+            raise ValidationError("priority", priority, f"one of {PRIORITIES}")
+        now = loop.time()
+        if not state.waiting() and state.can_grant(now):
+            return state.grant(now)
+        return None
 
     async def observe(self, bucket: Bucket, feedback: ServerFeedback) -> None:
         """Learn from a response: a 429 pauses the bucket, a low `remaining` is trusted."""

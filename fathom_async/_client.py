@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
 import platform
 import ssl
@@ -265,14 +266,22 @@ class _Shared:
             await session.close()
 
     def headers(self, request: ApiRequest) -> dict[str, str]:
-        headers = {
+        """The request headers (built once; aiohttp copies what it sends)."""
+        if request.json is not None:
+            return self._json_headers
+        return self._headers
+
+    @cached_property
+    def _headers(self) -> dict[str, str]:
+        return {
             "Authorization": f"Bearer {self.token}",
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
-        if request.json is not None:
-            headers["Content-Type"] = "application/json"
-        return headers
+
+    @cached_property
+    def _json_headers(self) -> dict[str, str]:
+        return {**self._headers, "Content-Type": "application/json"}
 
 
 class FathomClient:
@@ -601,10 +610,11 @@ class FathomClient:
             # A plain success without rate-limit headers has nothing to teach the limiter.
             feedback = server_feedback(status, response_headers, now=shared.clock())
             await limiter.observe(request.bucket, feedback)
-        logger.info(
-            "%s %s -> %d (%.3fs, attempt %d)",
-            request.method, request.path, status, time.monotonic() - started, attempt,
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s -> %d (%.3fs, attempt %d)",
+                request.method, request.path, status, time.monotonic() - started, attempt,
+            )
         if 200 <= status < 300:
             if status == 204 or (request.method == "DELETE" and _blank(body)):
                 return None

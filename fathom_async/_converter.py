@@ -119,6 +119,8 @@ def parse_timestamp(value: str) -> datetime:
     Accepts "2020-07-27 12:01:01" (UTC by the API's convention), ISO 8601 with "T",
     fractions, "Z" or an offset, and a bare date (midnight UTC).
     """
+    if len(value) == 19 and value[10] == " ":  # the API's own "2020-07-27 12:01:01"
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from fathom_async.testing import FakeFathom, Pageview
+from tests.redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # the fixture, for pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
@@ -24,7 +27,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), 
 
 @pytest.fixture
 async def readme_api(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_server: RedisServer
 ) -> AsyncIterator[FakeFathom]:
     async with FakeFathom(seed=9, pageviews=500, enforce_rate_limits=False) as fake:
         site = fake.store.add_site("Bugs Bunny Portfolio", id="CDBUGS")
@@ -37,6 +40,7 @@ async def readme_api(
         )
         monkeypatch.setenv("FATHOM_API_TOKEN", fake.token)
         monkeypatch.setenv("FATHOM_BASE_URL", fake.url)
+        monkeypatch.setenv("REDIS_URL", redis_server.url)
         monkeypatch.chdir(tmp_path)
         yield fake
 
@@ -46,12 +50,17 @@ def test_the_readme_has_examples_of_every_resource() -> None:
     for call in ("account.get", "token.get", "sites.create", "sites.update", "sites.delete",
                  "events.create", "events.set_currency", "events.delete_by_name",
                  "milestones.create", "aggregations.query", "current_visitors.get",
-                 "with_options", "ExportSpec", "FakeFathom"):
+                 "with_options", "ExportSpec", "FakeFathom", "RedisRateLimits",
+                 "ReportCache", "to_pandas", "plan("):
         assert call in text, call
 
 
-@pytest.mark.looptime  # the export example waits for report slots: in fake time here
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+# Examples run in fake loop time (the export example waits for report slots), except
+# the Redis one: redis-py's socket timeouts must see real time.
+@pytest.mark.parametrize("index", [
+    pytest.param(index, marks=[] if "RedisRateLimits" in block else [pytest.mark.looptime])
+    for index, block in enumerate(BLOCKS)
+])
 async def test_readme_example_runs(
     readme_api: FakeFathom, index: int, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,6 +13,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                               capture_output=True, text=True)
         took = time.monotonic() - started
         table = done.stdout.strip()
-        if done.returncode != 0 or "| ---" not in table:
+        if done.returncode != 0 or not re.search(r"^\|\s*-{3}", table, re.MULTILINE):
             failed.append(name)
             sections.append(f"## {BENCHMARKS[name]}\n\n**No figure**: `benchmarks.{name}`"
                             f" exited {done.returncode}.\n\n```\n{done.stderr[-2000:]}\n```\n")

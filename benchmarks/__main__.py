@@ -4,7 +4,8 @@ Each benchmark runs in its own process and prints a Markdown table that measures
 side by side with a peer or a floor in the same run. This runner collects them under
 a header naming the machine and the date, writes `benchmarks/RESULTS.md` (which the
 README quotes), and exits non-zero when a benchmark failed or produced no table, so a
-figure can never silently go missing. `--only NAME` runs a subset.
+figure can never silently go missing. `--only NAME` reruns a subset and replaces
+just those sections of an existing RESULTS.md.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ def _machine() -> str:
             f" {platform.system()} {platform.release()}")
 
 
+def _merge(old: str, fresh: dict[str, str]) -> list[str]:
+    """The old file's sections, with those just measured replaced."""
+    parts = re.split(r"(?m)^(?=## )", old)
+    titles = {BENCHMARKS[name]: text for name, text in fresh.items()}
+    merged = []
+    for part in parts:
+        title = part[3:].split("\n", 1)[0] if part.startswith("## ") else None
+        merged.append(titles.pop(title, part) if title else part)
+    return [*merged, *titles.values()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS))
@@ -54,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 "Rerun with `python -m benchmarks`; each table compares us with a peer or a"
                 " floor measured in the same run.\n"]
     failed: list[str] = []
+    fresh: dict[str, str] = {}
     for name in chosen:
         print(f"== {name}: {BENCHMARKS[name]}", file=sys.stderr, flush=True)
         started = time.monotonic()
@@ -63,13 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         table = done.stdout.strip()
         if done.returncode != 0 or not re.search(r"^\|\s*-{3}", table, re.MULTILINE):
             failed.append(name)
-            sections.append(f"## {BENCHMARKS[name]}\n\n**No figure**: `benchmarks.{name}`"
-                            f" exited {done.returncode}.\n\n```\n{done.stderr[-2000:]}\n```\n")
+            fresh[name] = (f"## {BENCHMARKS[name]}\n\n**No figure**: `benchmarks.{name}`"
+                           f" exited {done.returncode}.\n\n```\n{done.stderr[-2000:]}\n```\n")
             print(done.stderr[-2000:], file=sys.stderr)
             continue
-        sections.append(f"## {BENCHMARKS[name]}\n\n`python -m benchmarks.{name}`"
-                        f" ({took:.0f} s)\n\n{table}\n")
+        fresh[name] = (f"## {BENCHMARKS[name]}\n\n`python -m benchmarks.{name}`"
+                       f" ({took:.0f} s, {today})\n\n{table}\n")
         print(table, file=sys.stderr)
+    if options.only and options.output.exists():
+        sections = _merge(options.output.read_text(encoding="utf-8"), fresh)
+    else:
+        sections += [fresh[name] for name in chosen]
     options.output.write_text("\n".join(sections), encoding="utf-8")
     print(f"wrote {options.output}", file=sys.stderr)
     if failed:

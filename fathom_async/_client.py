@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from functools import cached_property
@@ -201,9 +200,9 @@ class _Shared:
         self.report_cache = report_cache
         self._in_flight: SingleFlight | None = None
         self.closed = False
-        # Tasks parked in a slot wait or a retry's sleep, which close() ends (see park()).
-        self.parked: set[asyncio.Task[Any]] = set()
-        self.closing: set[asyncio.Task[Any]] = set()
+        # Waits for a slot or a retry's sleep race these futures (one per loop), which
+        # close() resolves (see park()).
+        self._closing: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
         self.sleep: Sleep = asyncio.sleep
         self.clock: Callable[[], float] = time.time
         self.user_agent = (
@@ -236,31 +235,30 @@ class _Shared:
         """Await a rate-limit slot or a retry's sleep, or ClientClosedError on close().
 
         These waits can last minutes and touch no socket, so closing the session
-        alone would not end them: close() cancels the parked task instead, and the
-        cancellation is turned into ClientClosedError here (unless someone else
-        cancelled the task too).
+        alone would not end them: the wait races a future that close() resolves.
+        Cancelling the caller still cancels the wait (and only that).
         """
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - always inside a task under asyncio
-            return await waiting
-        self.parked.add(task)
+        loop = asyncio.get_running_loop()
+        closing = self._closing.get(loop)
+        if closing is None:
+            closing = self._closing[loop] = loop.create_future()
+        inner = asyncio.ensure_future(waiting)
         try:
-            return await waiting
+            racing: list[asyncio.Future[Any]] = [inner, closing]
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            if task not in self.closing:
-                raise
-            if sys.version_info >= (3, 11) and task.uncancel() > 0:
-                raise
-            raise ClientClosedError(f"the client was closed while {what}") from None
-        finally:
-            self.parked.discard(task)
-            self.closing.discard(task)
+            await _abandon(inner)
+            raise
+        if inner.done():
+            return inner.result()
+        await _abandon(inner)
+        raise ClientClosedError(f"the client was closed while {what}")
 
     async def close(self) -> None:
         self.closed = True
-        for task in self.parked - self.closing:
-            self.closing.add(task)
-            task.cancel()
+        for closing in self._closing.values():
+            if not closing.done() and not closing.get_loop().is_closed():
+                closing.set_result(None)
         session, self.session = self.session, None
         if session is not None and self.owns_session:
             await session.close()
@@ -653,6 +651,18 @@ class FathomClient:
             _unknown_outcome(request, f"{where}: connection failed ({type(exc).__name__})"),
             outcome_unknown=True,
         )
+
+
+async def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel a wait nobody wants any more; a slot it was granted meanwhile goes back."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+    if task.cancelled() or task.exception() is not None:
+        return
+    release = getattr(task.result(), "release", None)
+    if callable(release):
+        release()
 
 
 def _blank(body: bytes) -> bool:

@@ -203,6 +203,7 @@ class _Shared:
         # Waits for a slot or a retry's sleep race these futures (one per loop), which
         # close() resolves (see park()).
         self._closing: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
+        self._urls: dict[str, URL] = {}
         self.sleep: Sleep = asyncio.sleep
         self.clock: Callable[[], float] = time.time
         self.user_agent = (
@@ -262,6 +263,15 @@ class _Shared:
         session, self.session = self.session, None
         if session is not None and self.owns_session:
             await session.close()
+
+    def url(self, path: str) -> URL:
+        """The absolute URL of a path (kept: the same paths come back again and again)."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[path] = URL(self.base_url + path, encoded=True)
+        return url
 
     def headers(self, request: ApiRequest) -> dict[str, str]:
         """The request headers (built once; aiohttp copies what it sends)."""
@@ -575,7 +585,7 @@ class FathomClient:
                 ),
                 "this call waited for a rate-limit slot",
             )
-        url = URL(shared.base_url + request.path, encoded=True)
+        url = shared.url(request.path)
         headers = shared.headers(request)
         if logger.isEnabledFor(10):
             logger.debug(

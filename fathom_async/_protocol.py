@@ -9,6 +9,7 @@ the real API (FACTS.md) is tested without a socket.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -75,6 +76,13 @@ def encode_id(field: str, value: object) -> str:
 
 def build_path(*segments: tuple[str, object] | str) -> str:
     """`build_path("sites", ("site_id", sid), "events")` -> "/sites/CDBUGS/events"."""
+    try:
+        return _cached_path(segments)
+    except TypeError:  # an unhashable id: the uncached path names the field
+        return _build_path(segments)
+
+
+def _build_path(segments: tuple[tuple[str, object] | str, ...]) -> str:
     parts = []
     for segment in segments:
         if isinstance(segment, str):
@@ -82,6 +90,10 @@ def build_path(*segments: tuple[str, object] | str) -> str:
         else:
             parts.append(encode_id(*segment))
     return "/" + "/".join(parts)
+
+
+# Dashboards ask for the same few sites over and over; a path is checked once.
+_cached_path = functools.lru_cache(maxsize=1024)(_build_path)
 
 
 def decode_json(status: int, body: bytes, content_type: str | None) -> Any:

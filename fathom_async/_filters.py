@@ -37,11 +37,14 @@ def _check_operator(instance: Filter, _: Any, value: Any) -> None:
         )
 
 
-def _check_value(_: Any, __: Any, value: Any) -> None:
+def _check_value(instance: Filter, _: Any, value: Any) -> None:
     if not isinstance(value, str):
         raise ValidationError("filters.value", value, "a string (the API compares text)")
-    if not value:
-        raise ValidationError("filters.value", value, "a non-empty string")
+    # `referrer_hostname is ""` means direct traffic; a pattern must say something.
+    if not value and instance.operator not in ("is", "is not"):
+        raise ValidationError(
+            "filters.value", value, f"a non-empty string for operator {instance.operator!r}"
+        )
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import APIResponseError, ValidationError
+from ._exceptions import APIResponseError
 from ._models import AggregationRow
 from ._validation import check_timezone
 
@@ -74,7 +74,11 @@ class AggregationRows(list[AggregationRow]):
         return [row.to_dict() for row in self]
 
     def to_pandas(self, timezone: str | None = None) -> pandas.DataFrame:
-        """A pandas DataFrame (needs the `pandas` extra); `date` in `timezone`."""
+        """A pandas DataFrame (needs the `pandas` extra); `date` in `timezone`.
+
+        `timezone` defaults to the query's `timezone=`; with neither, `date` holds
+        naive wall-clock datetimes (the site's clock, as the API reports them).
+        """
         try:
             import pandas as pd
         except ImportError:
@@ -89,16 +93,18 @@ class AggregationRows(list[AggregationRow]):
                 )
             elif name == "date":
                 zone = self._zone(timezone)
-                data[name] = pd.to_datetime(
-                    pd.array(_instants(values, zone), dtype="Int64"), unit="us", utc=True
-                ).tz_convert(zone)
+                moments = pd.to_datetime(
+                    pd.array(_instants(values, zone or "UTC"), dtype="Int64"), unit="us", utc=True
+                )
+                # Without a zone the wall-clock times stay naive rather than mislabelled.
+                data[name] = moments.tz_convert(zone) if zone else moments.tz_localize(None)
             else:
                 data[name] = pd.Series(values, dtype=object if None in values else None)
         frame: pd.DataFrame = pd.DataFrame(data, index=pd.RangeIndex(len(self)))
         return frame
 
     def to_polars(self, timezone: str | None = None) -> polars.DataFrame:
-        """A polars DataFrame (needs the `polars` extra); `date` in `timezone`."""
+        """A polars DataFrame (needs the `polars` extra); `date` as in `to_pandas()`."""
         try:
             import polars as pl
         except ImportError:
@@ -111,9 +117,10 @@ class AggregationRows(list[AggregationRow]):
                 series.append(pl.Series(name, values, dtype=pl.Float64))
             elif name == "date":
                 zone = self._zone(timezone)
-                instants = pl.Series(name, _instants(values, zone), dtype=pl.Int64)
+                instants = pl.Series(name, _instants(values, zone or "UTC"), dtype=pl.Int64)
                 series.append(
                     instants.cast(pl.Datetime("us", "UTC")).dt.convert_time_zone(zone)
+                    if zone else instants.cast(pl.Datetime("us"))
                 )
             elif all(value is None or isinstance(value, str) for value in values):
                 series.append(pl.Series(name, values, dtype=pl.String))
@@ -132,16 +139,15 @@ class AggregationRows(list[AggregationRow]):
         dicts = self.to_dicts()
         return {name: [d.get(name) for d in dicts] for name in names}
 
-    def _zone(self, timezone: str | None) -> str:
+    def _zone(self, timezone: str | None) -> str | None:
+        """The zone of the `date` column: the argument, else the query's, else None.
+
+        The API reports dates on the site's wall clock. Knowing the zone, `date`
+        becomes timezone-aware; not knowing it, it stays naive (that wall-clock
+        time) rather than being labelled with a zone it may not be in.
+        """
         zone = timezone if timezone is not None else self.timezone
-        if zone is None:
-            raise ValidationError(
-                "timezone",
-                None,
-                "the site's timezone for the date column, e.g. to_pandas(timezone="
-                "site.timezone); the API reports dates in the site's wall-clock time",
-            )
-        return check_timezone(zone)
+        return None if zone is None else check_timezone(zone)
 
 
 def _missing(module: str) -> ImportError:

@@ -619,16 +619,20 @@ class RedisRateLimits(RateLimitBackend):
     async def aclose(self) -> None:
         """Stop talking to Redis and close the client made from the URL (if any).
 
-        Waiters still queued are cancelled. The instance can be used again later.
+        Waiters still queued get `RateLimiterUnavailableError` (nothing was sent for
+        them). The instance can be used again later.
         """
         self._closing = True
         try:
             tasks = [self._prober] + [lane.driver for lane in self._lanes.values()]
             self._prober = self._back = None
-            for lane in self._lanes.values():
+            for name, lane in self._lanes.items():
                 for queue in lane.queues.values():
                     for waiter in queue:
-                        waiter.future.cancel()
+                        if not waiter.future.done():
+                            waiter.future.set_exception(
+                                RateLimiterUnavailableError(name, "the limiter was closed")
+                            )
                     queue.clear()
                 lane.driver = lane.ticket = None
             for task in tasks:

@@ -596,6 +596,8 @@ async def run_aggregation(
     descending: bool,
     columns: tuple[str, ...],
     zone_name: str | None,
+    order_by: tuple[str, bool] | None = None,
+    limit_given: bool = False,
 ) -> AggregationRows:
     """Run a plan's calls at once (the scheduler paces them) and merge them in order.
 
@@ -620,6 +622,8 @@ async def run_aggregation(
         halves = None
         if rebuild is not None and plan.date_grouping is not None and start and end:
             halves = halve_range(start, end, plan.date_grouping, zone_name)
+        if halves is None and rebuild is None and limit_given:
+            return [rows]  # a top-N query got its N rows: nothing is missing
         if halves is None:
             truncated = True
             logger.warning(
@@ -640,4 +644,10 @@ async def run_aggregation(
     merged = AggregationRows(columns=columns, timezone=zone_name, truncated=truncated)
     for chunk in chunks:
         merged.extend(chunk)
+    if order_by is not None and len(chunks) > 1:  # each call sorted only its own rows
+        field, reverse = order_by
+        present = [row for row in merged if getattr(row, field) is not None]
+        absent = [row for row in merged if getattr(row, field) is None]
+        present.sort(key=lambda row: getattr(row, field), reverse=reverse)
+        merged[:] = present + absent
     return merged

@@ -133,7 +133,10 @@ BAD_QUERIES: list[tuple[dict[str, Any], str]] = [
     ({"filters": [{"property": "pathname", "operator": "contains", "value": "x"}]},
      "filters.operator"),
     ({"filters": [{"property": "pathname", "operator": "is", "value": 5}]}, "filters.value"),
-    ({"filters": [{"property": "pathname", "operator": "is", "value": ""}]}, "filters.value"),
+    ({"filters": [{"property": "pathname", "operator": "is like", "value": ""}]},
+     "filters.value"),
+    ({"filters": [{"property": "pathname", "operator": "matching", "value": ""}]},
+     "filters.value"),
 ]
 
 
@@ -169,3 +172,9 @@ def test_the_hour_rule_can_be_left_to_a_splitting_plan() -> None:
         aggregation_request(entity="pageview", site_id="CDBUGS", aggregates="pageviews",
                             date_grouping="hour", date_from=start + timedelta(days=1),
                             date_to=start, check_hour_range=False)
+
+
+def test_an_empty_value_is_a_real_filter_for_exact_matches() -> None:
+    # `referrer_hostname is ""`: visits without a referrer (direct traffic).
+    query = params(filters=[Filter("referrer_hostname", "is", "")])
+    assert query["filters"] == '[{"property":"referrer_hostname","operator":"is","value":""}]'

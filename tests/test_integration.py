@@ -188,3 +188,49 @@ async def test_bad_input_never_reaches_the_emulator(fathom: FathomClient,
         await fathom.aggregations.query(entity="pageview", site_id=fake.site_id,
                                         aggregates=["conversions"])
     assert len(fake.store.requests) == before
+
+
+async def test_direct_traffic_is_the_empty_referrer(fathom: FathomClient, fake: FakeFathom) -> None:
+    site = fake.site_id
+    [total] = await fathom.aggregations.query(entity="pageview", site_id=site,
+                                              aggregates="pageviews")
+    [direct] = await fathom.aggregations.query(
+        entity="pageview", site_id=site, aggregates="pageviews",
+        filters=[Filter("referrer_hostname", "is", "")])
+    [referred] = await fathom.aggregations.query(
+        entity="pageview", site_id=site, aggregates="pageviews",
+        filters=[Filter("referrer_hostname", "is not", "")])
+    assert (direct.pageviews or 0) + (referred.pageviews or 0) == total.pageviews
+    assert 0 < (direct.pageviews or 0) < (total.pageviews or 0)
+
+
+async def test_only_an_admin_token_reads_the_account(fake: FakeFathom) -> None:
+    reader = fake.make_token("all-sites-readonly")
+    async with FathomClient(reader, base_url=fake.url, rate_limits=None) as limited:
+        with pytest.raises(PermissionDeniedError) as info:
+            await limited.account.get()
+    assert info.value.status_code == 400
+
+
+async def test_a_429_storm_without_retry_after_backs_off_and_recovers(
+    fathom: FathomClient, fake: FakeFathom
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    fathom._shared.sleep = sleep
+    fake.inject("GET /sites/*", "rate_limit", times=2, retry_after=None)
+    assert (await fathom.sites.get(fake.site_id)).id == fake.site_id
+    assert len(slept) == 2
+    assert all(0 <= wait <= 8 for wait in slept)  # jittered backoff, no Retry-After
+    statuses = [r.status for r in fake.store.requests][-3:]
+    assert statuses == [429, 429, 200]
+
+
+async def test_the_emulator_serves_on_ipv6_loopback() -> None:
+    async with FakeFathom(host="::1", demo=False, enforce_rate_limits=False) as fake, \
+            FathomClient(fake.token, base_url=fake.url, rate_limits=None) as fathom:
+        assert fake.url.startswith("http://[::1]:")
+        assert (await fathom.account.get()).id == fake.account.id

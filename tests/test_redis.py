@@ -502,16 +502,21 @@ def test_one_instance_in_two_loops_is_refused_while_busy_and_rebinds_after(
     held[0].release()  # a permit of the closed loop releases nothing
 
 
-async def test_aclose_cancels_waiters_and_can_be_used_again(make: Make) -> None:
-    limits = make(entity=(1, 5.0))
+async def test_aclose_ends_waiters_with_a_typed_error_and_can_be_used_again(
+    make: Make,
+) -> None:
+    limits = make(entity=(1, 1.0))
     held = await limits.acquire("entity")
     task = asyncio.create_task(limits.acquire("entity"))
     await asyncio.sleep(0.02)
     await limits.close()
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(RateLimiterUnavailableError, match="closed"):
         await task
     held.release()
     assert limits.snapshot()["entity"].waiting == {"interactive": 0, "bulk": 0}
+    again = await limits.acquire("entity", timeout=10)  # usable again after close
+    again.release()
+    await limits.close()
 
 
 def test_redis_rate_limits_is_public_and_import_does_not_load_redis() -> None:

@@ -595,7 +595,7 @@ async def test_split_rows_merge_oldest_first(api: aioresponses, fathom: FathomCl
     api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
     result = await fathom.aggregations.query(
         **REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
-        date_to=datetime(2024, 1, 20), split=True, timezone="UTC",
+        date_to=datetime(2024, 1, 20), split=True, timezone="UTC", sort_by="timestamp:asc",
     )
     assert isinstance(result, AggregationRows)
     assert [r.date for r in result] == [
@@ -638,7 +638,7 @@ async def test_a_full_chunk_is_halved_and_run_again(
     api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
     result = await fathom.aggregations.query(
         **REPORT, date_grouping="day", field_grouping="pathname", date_from=date(2024, 1, 1),
-        date_to=date(2024, 1, 3), limit=4, split=True,
+        date_to=date(2024, 1, 3), limit=4, split=True, sort_by="timestamp:asc",
     )
     assert [(r.date, r.pathname) for r in result] == [
         ("2024-01-01", "/a"), ("2024-01-01", "/b"), ("2024-01-02", "/a"), ("2024-01-02", "/b"),
@@ -674,9 +674,55 @@ async def test_a_full_single_period_is_reported_truncated(
 async def test_an_unsplit_full_answer_is_marked_truncated(
     api: aioresponses, fathom: FathomClient
 ) -> None:
+    # Without a limit, field grouping gets the API's 500 rows: 500 may be cut short.
+    api.get(url("/aggregations"), payload=[{"pageviews": "1", "pathname": "/"}] * 500)
+    api.get(url("/aggregations"), payload=[{"pageviews": "1", "pathname": "/"}] * 499)
+    assert (await fathom.aggregations.query(**REPORT, field_grouping="pathname")).truncated
+    assert not (await fathom.aggregations.query(**REPORT, field_grouping="pathname")).truncated
+
+
+async def test_a_top_n_query_that_gets_n_rows_is_not_truncated(
+    api: aioresponses, fathom: FathomClient, caplog: pytest.LogCaptureFixture
+) -> None:
     api.get(url("/aggregations"), payload=[{"pageviews": "1", "pathname": "/"}] * 2)
-    api.get(url("/aggregations"), payload=[{"pageviews": "1", "pathname": "/"}])
-    assert (await fathom.aggregations.query(**REPORT, field_grouping="pathname", limit=2)).truncated
-    assert not (
-        await fathom.aggregations.query(**REPORT, field_grouping="pathname", limit=2)
-    ).truncated
+    with caplog.at_level(logging.DEBUG, logger="fathom_async"):
+        rows = await fathom.aggregations.query(**REPORT, field_grouping="pathname", limit=2)
+    assert not rows.truncated
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_unsorted_split_rows_come_newest_first_like_one_call(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    def rows(start: str, end: str, params: dict[str, str]) -> list[dict[str, str]]:
+        first, last = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        return [{"pageviews": "1", "date": f"{day} 00:00:00"} for day in reversed(days)]
+
+    api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
+    result = await fathom.aggregations.query(
+        **REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
+        date_to=datetime(2024, 1, 20), split=True, timezone="UTC",
+    )
+    dates = [r.date or "" for r in result]
+    assert len(calls(api)) == 3
+    assert dates == sorted(dates, reverse=True)
+    assert dates[0].startswith("2024-01-20")
+
+
+async def test_split_rows_sorted_by_an_aggregate_are_sorted_across_calls(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    def rows(start: str, end: str, params: dict[str, str]) -> list[dict[str, str]]:
+        day = int(start[8:10])
+        return [{"pageviews": str(day * 10 % 7 + n), "date": f"{start[:10]} 0{n}:00:00"}
+                for n in (2, 1, 0)]
+
+    api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
+    result = await fathom.aggregations.query(
+        **REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
+        date_to=datetime(2024, 1, 20), split=True, timezone="UTC", sort_by="pageviews:desc",
+    )
+    views = [r.pageviews or 0 for r in result]
+    assert len(calls(api)) == 3
+    assert views == sorted(views, reverse=True)

@@ -79,14 +79,20 @@ def test_every_date_format_is_the_start_of_its_period(wire: str, expected: datet
     )
 
 
-def test_the_query_timezone_is_the_default_and_some_zone_is_required() -> None:
+def test_the_query_timezone_is_the_default_and_without_one_dates_stay_naive() -> None:
     table = rows([{"pageviews": "1", "date": "2024-01-01"}], timezone="Asia/Tokyo")
     dtype = table.to_pandas()["date"].dtype
     assert isinstance(dtype, pd.DatetimeTZDtype)
     assert str(dtype.tz) == "Asia/Tokyo"
     assert table.to_polars(timezone="UTC")["date"].dtype == pl.Datetime("us", "UTC")
-    with pytest.raises(Exception, match="timezone"):
-        rows([{"pageviews": "1", "date": "2024"}]).to_pandas()
+    unzoned = rows([{"pageviews": "1", "date": "2024-03-05 13:00:00"}])
+    naive = unzoned.to_pandas()["date"]
+    assert naive.dtype == "datetime64[us]" or str(naive.dtype).startswith("datetime64[")
+    assert naive.dt.tz is None
+    assert str(naive.iloc[0]) == "2024-03-05 13:00:00"  # the wall-clock time, unlabelled
+    polars_naive = unzoned.to_polars()["date"]
+    assert polars_naive.dtype == pl.Datetime("us")
+    assert str(polars_naive[0]) == "2024-03-05 13:00:00"
     # no date column: no zone needed
     assert rows([{"pageviews": "1"}]).to_pandas()["pageviews"].tolist() == [1]
 

@@ -262,6 +262,14 @@ def _columns(
     return tuple(names)
 
 
+def _order_by(sort_by: str | None) -> tuple[str, bool] | None:
+    """The field and direction merged rows are sorted by (None: by range, as they came)."""
+    if sort_by is None or sort_by.startswith("timestamp:"):
+        return None
+    field, direction = sort_by.split(":")
+    return field, direction == "desc"
+
+
 class AggregationsResource(Resource):
     async def query(
         self,
@@ -299,8 +307,10 @@ class AggregationsResource(Resource):
                 cost first): hour grouping over 7 days, or more periods than
                 `limit` (1000 if not given). A call that still comes back full is
                 halved and run again; one that cannot be halved (a single period)
-                sets `.truncated`. Rows are merged oldest range first, or newest
-                first with `sort_by="timestamp:desc"`. Give `timezone=` (the
+                sets `.truncated`. Rows are merged oldest range first with
+                `sort_by="timestamp:asc"`, newest first unsorted or with
+                `"timestamp:desc"` (as one call answers), and across calls by the
+                field of any other `sort_by`. Give `timezone=` (the
                 site's) so that no range is cut inside a DST change.
             cache: False skips the client's `report_cache` for this call.
             max_age: accept a cached answer only up to this many seconds old, and
@@ -330,9 +340,13 @@ class AggregationsResource(Resource):
             rebuild=rebuild if split else None,
             cache=cache,
             max_age=max_age,
-            descending=sort_by == "timestamp:desc",
+            # Unsorted date-grouped answers come newest first, call by call.
+            descending=sort_by == "timestamp:desc"
+            or (sort_by is None and date_grouping is not None),
             columns=_columns(aggregates, date_grouping, field_grouping),
             zone_name=timezone,
+            order_by=_order_by(sort_by),
+            limit_given=limit is not None,
         )
 
     def plan(

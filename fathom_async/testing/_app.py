@@ -170,7 +170,8 @@ def _strike_before(request: web.Request, rule: FaultRule) -> web.StreamResponse:
     if rule.fault == "error_503":
         raise ApiError(503, "Service Unavailable")
     if rule.fault == "rate_limit":
-        raise ApiError(429, "Too Many Attempts.", headers={"Retry-After": str(rule.retry_after)})
+        headers = {} if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
+        raise ApiError(429, "Too Many Attempts.", headers=headers)
     _reset(request)  # reset_before_commit
     return _Dropped()
 

@@ -146,7 +146,8 @@ class FakeFathom:
         """The API base URL, ending in `/v1`."""
         if self._runner is None:
             raise RuntimeError("not serving: use `async with FakeFathom()` or `await start()`")
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 in brackets
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def sites(self) -> list[Site]:
@@ -175,7 +176,7 @@ class FakeFathom:
         probability: float = 1.0,
         times: int | None = None,
         seconds: float = 1.0,
-        retry_after: int = 1,
+        retry_after: int | None = 1,
     ) -> FaultRule:
         """Inject a fault into matching requests; see `Faults.inject`."""
         return self.faults.inject(

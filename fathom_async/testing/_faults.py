@@ -8,7 +8,8 @@ come from a private `random.Random(seed)`, so a run is reproducible.
 Faults and when they strike:
 
 - before the request is handled: `latency` (sleep `seconds`, then carry on),
-  `error_500`, `error_503`, `rate_limit` (429 with `Retry-After: retry_after`),
+  `error_500`, `error_503`, `rate_limit` (429 with `Retry-After: retry_after`, or
+  none at all with `retry_after=None`),
   `reset_before_commit` (drop the connection; nothing happened);
 - after the handler committed its work: `reset_after_commit` (the write happened,
   the client gets no response), `truncated_body` (half the body, then the connection
@@ -50,7 +51,7 @@ class FaultRule:
     probability: float = 1.0
     times: int | None = None
     seconds: float = 1.0
-    retry_after: int = 1
+    retry_after: int | None = 1
     injected: int = 0
     method: str | None = field(init=False, default=None)
     path: str = field(init=False, default="*")
@@ -106,7 +107,7 @@ class Faults:
         probability: float = 1.0,
         times: int | None = None,
         seconds: float = 1.0,
-        retry_after: int = 1,
+        retry_after: int | None = 1,
     ) -> FaultRule:
         """Add a rule; returns it (pass it to `remove`, or read its `injected`)."""
         rule = FaultRule(

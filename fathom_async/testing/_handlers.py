@@ -219,6 +219,7 @@ def _chronological(items: Iterable[_T], seq: Callable[[_T], int]) -> list[_T]:
 
 
 async def get_account(request: web.Request) -> web.Response:
+    _require_admin(request[TOKEN])  # FACTS.md: the account needs a `*` token
     state = request.app[STATE]
     return _json(state.store.accounts[request[TOKEN].account_id].to_api())
 

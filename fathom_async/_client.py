@@ -670,9 +670,9 @@ async def _abandon(task: asyncio.Future[Any]) -> None:
         await asyncio.wait({task})
     if task.cancelled() or task.exception() is not None:
         return
-    release = getattr(task.result(), "release", None)
-    if callable(release):
-        release()
+    give_back = getattr(task.result(), "revoke", None)  # a Permit: nothing was sent
+    if callable(give_back):
+        give_back()
 
 
 def _blank(body: bytes) -> bool:

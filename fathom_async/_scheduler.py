@@ -172,17 +172,19 @@ class Permit:
     Releasing twice is harmless. A backend passes `on_release` to learn of it.
     """
 
-    __slots__ = ("_on_release", "bucket", "granted_at")
+    __slots__ = ("_on_release", "_on_revoke", "bucket", "granted_at")
 
     def __init__(
         self,
         bucket: Bucket | None = None,
         granted_at: float = 0.0,
         on_release: Callable[[], None] | None = None,
+        on_revoke: Callable[[], None] | None = None,
     ) -> None:
         self.bucket = bucket
         self.granted_at = granted_at
         self._on_release = on_release
+        self._on_revoke = on_revoke
 
     @property
     def released(self) -> bool:
@@ -192,6 +194,18 @@ class Permit:
         on_release, self._on_release = self._on_release, None
         if on_release is not None:
             on_release()
+
+    def revoke(self) -> None:
+        """Give back a grant that was never used: its window slot returns too.
+
+        For a request that was not sent after all. A backend that cannot take a
+        slot back only frees the in-flight place, as `release()` does.
+        """
+        on_revoke, self._on_revoke = self._on_revoke, None
+        if on_revoke is not None and self._on_release is not None:
+            on_revoke()
+        else:
+            self.release()
 
     async def __aenter__(self) -> Permit:
         return self
@@ -344,6 +358,7 @@ class _BucketState:
                 self.budget -= 1
         permit = Permit(self.name, now)
         permit._on_release = functools.partial(self.on_release, self.epoch)
+        permit._on_revoke = functools.partial(self.revoke, permit)
         return permit
 
     def on_release(self, epoch: int) -> None:

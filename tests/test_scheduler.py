@@ -823,3 +823,42 @@ def test_property_any_arrivals_get_the_exact_work_conserving_schedule(
     snap = limits.snapshot()["reports"]
     assert (snap.waiting, snap.in_flight) == ({"interactive": 0, "bulk": 0}, 0)
     assert limits._states["reports"].timer is None
+
+
+@pytest.mark.looptime
+async def test_a_revoked_permit_gives_its_window_slot_back() -> None:
+    limits = unlimited(reports=(1, 60))
+    loop = asyncio.get_running_loop()
+    unused = await limits.acquire("reports")
+    unused.revoke()  # never sent
+    assert limits.snapshot()["reports"].sent_in_window == 0
+    used = await limits.acquire("reports")
+    assert loop.time() == 0  # at once: the slot came back
+    used.release()
+    used.revoke()  # after a release there is nothing left to give back
+    assert limits.snapshot()["reports"].sent_in_window == 1
+    started = loop.time()
+    (await limits.acquire("reports")).release()
+    assert loop.time() - started == pytest.approx(60)
+
+
+def test_a_permit_without_revoke_only_releases() -> None:
+    released: list[bool] = []
+    permit = Permit("entity", 0.0, on_release=lambda: released.append(True))
+    permit.revoke()
+    permit.revoke()
+    assert released == [True]
+    assert permit.released
+
+
+@pytest.mark.looptime
+async def test_an_abandoned_wait_that_was_granted_returns_the_slot() -> None:
+    from fathom_async._client import _abandon
+
+    limits = unlimited(reports=(1, 60))
+    granted = asyncio.ensure_future(limits.acquire("reports"))
+    await asyncio.sleep(0)
+    assert granted.done()
+    await _abandon(granted)  # the caller went away before using it
+    assert limits.snapshot()["reports"].sent_in_window == 0
+    assert limits.snapshot()["reports"].in_flight == 0

@@ -37,7 +37,13 @@ from ._exceptions import (
     ValidationError,
 )
 from ._logging import logger, redact_headers, setup_logging
-from ._protocol import ApiRequest, decode_json, error_from_response, server_feedback
+from ._protocol import (
+    ApiRequest,
+    decode_json,
+    error_from_response,
+    has_feedback,
+    server_feedback,
+)
 from ._resources.account import AccountResource, TokenResource
 from ._resources.events import EventsResource
 from ._resources.milestones import MilestonesResource
@@ -60,7 +66,6 @@ DEFAULT_BASE_URL = "https://api.usefathom.com/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-_RATE_HEADER = "X-RateLimit-Remaining"
 T = TypeVar("T")
 
 
@@ -614,8 +619,7 @@ class FathomClient:
         finally:
             if permit is not None:
                 permit.release()
-        if limiter is not None and (status >= 400 or _RATE_HEADER in response_headers):
-            # A plain success without rate-limit headers has nothing to teach the limiter.
+        if limiter is not None and has_feedback(status, response_headers):
             feedback = server_feedback(status, response_headers, now=shared.clock())
             await limiter.observe(request.bucket, feedback)
         if logger.isEnabledFor(logging.INFO):

@@ -223,6 +223,15 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None
 _EPOCH_THRESHOLD = 1_000_000_000
 
 
+def has_feedback(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether a response says anything about rate limits (most successes do not).
+
+    Errors may carry `Retry-After` or pause a bucket; a success only through
+    `X-RateLimit-Remaining` (which comes with its limit and reset when sent).
+    """
+    return status >= 400 or _header(headers, "X-RateLimit-Remaining") is not None
+
+
 def server_feedback(status: int, headers: Mapping[str, str], *, now: float) -> ServerFeedback:
     """What a response tells the limiter: Retry-After and the X-RateLimit-* headers."""
     limit = _number(_header(headers, "X-RateLimit-Limit"))

@@ -189,3 +189,12 @@ def test_join_csv_validates_each_name() -> None:
         join_csv("aggregates", [], ("visits",))
     with pytest.raises(ValidationError, match="once"):
         join_csv("aggregates", ["visits", "visits"], ("visits",))
+
+
+def test_only_errors_and_rate_limit_headers_carry_feedback() -> None:
+    from fathom_async._protocol import has_feedback
+
+    assert not has_feedback(200, {"Content-Type": "application/json"})
+    assert has_feedback(200, {"x-ratelimit-remaining": "3"})
+    assert has_feedback(429, {})
+    assert has_feedback(503, {})

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
 
-from fathom_async._scheduler import RateLimits
+from fathom_async import RateLimits
 
 Acquire = Callable[[], Awaitable[None]]
 Factory = Callable[[int, float], Acquire]  # (limit, period) -> acquire, made in the loop

@@ -72,14 +72,24 @@ class ClientClosedError(FathomError, RuntimeError):
 
 
 class AcquireTimeoutError(FathomError, TimeoutError):
-    """No rate-limit slot became free within `acquire_timeout`; nothing was sent."""
+    """No rate-limit slot within `acquire_timeout`; nothing was sent.
 
-    def __init__(self, bucket: str, timeout: float) -> None:
+    `next_slot_in` is how many seconds from the moment of the error until the
+    earliest slot the limiter could grant (None when it cannot tell). When that slot
+    lies beyond the deadline, the error comes at once rather than after the wait,
+    so a web handler can answer "try again in N s" straight away.
+    """
+
+    def __init__(
+        self, bucket: str, timeout: float, *, next_slot_in: float | None = None
+    ) -> None:
         self.bucket = bucket
         self.timeout = timeout
+        self.next_slot_in = next_slot_in
+        when = "" if next_slot_in is None else f"; the next slot is in {next_slot_in:.3g}s"
         super().__init__(
-            f"no slot in the {bucket!r} rate-limit bucket within acquire_timeout={timeout:g}s;"
-            " the request was not sent"
+            f"no slot in the {bucket!r} rate-limit bucket within acquire_timeout={timeout:g}s"
+            f"{when}; the request was not sent"
         )
 
 

@@ -1,101 +1,87 @@
 """The rate-limit scheduler on Redis: one exact budget for many processes and hosts.
 
-`RedisRateLimits` keeps the guarantee of `RateLimits` (see `_scheduler`) across every
+`RedisRateLimits` keeps the guarantee of `RateLimits` (see `_window`) across every
 process that shares a `key`: in every half-open window `[s, s + period)` of a bucket,
 at most `limit` grants, counted in **Redis's clock** (`TIME`), so clock skew between
 hosts cannot break it. It never does HTTP and never polls: each process asks Redis
-only when its queue head may go, and sleeps exactly until a time Redis named.
+only when its queue head may go, and sleeps exactly until a time Redis named. The
+waiters themselves (priorities, aging, reservation, deadlines, cancellation, the
+in-flight cap) are `_waitqueue`'s, the same queue the in-process limiter uses; this
+module only decides *when* Redis grants.
 
 How the guarantee is kept (one Lua script, reservations called turns)
 ---------------------------------------------------------------------
 Per bucket, Redis holds a sorted set of the last `limit` grant times (microseconds of
 Redis time; members made unique by a counter), a sorted set of *turns* (promises of a
-future slot, one per waiting process), and a hash with the server's pause and budget.
-One Lua script (`EVALSHA`; on `NOSCRIPT`, e.g. after a restart, it is loaded again)
-decides atomically, with `now = TIME`:
+future slot, one per waiting process and loop), and a hash with the server's pause
+and budget. One Lua script (`_redis_limits.lua`, shipped with the package; `EVALSHA`,
+loaded again on `NOSCRIPT`) decides atomically, with `now = TIME`:
 
-- a grant at `now` is allowed by the same rule as in process: fewer than `limit`
-  grants are remembered, or `now >= g[0] + period` for the oldest of the last
-  `limit`; and no server pause or exhausted budget is in force. The proof in
-  `_scheduler` carries over: only times at which the script granted enter the set,
-  in Redis's clock, so no window of Redis time holds more than `limit`.
-- a process asks for `n` grants at once (its local waiters that may go); it gets
-  `k <= n` at `now`, and when `k < n` a **turn**: the exact time its next slot is
-  due, counting the turns already promised to others (the `(limit)`-th latest of
-  grants plus promises, plus `period`). Turns are the line: a newcomer may not take
-  a slot promised to a process already waiting.
+- a grant at `now` is allowed by the in-process rule: fewer than `limit` grants are
+  remembered, or `now >= g[0] + period` for the oldest of the last `limit`; and no
+  server pause or exhausted budget is in force. A bulk grant uses `limit - reserve`
+  instead, so `reserve` slots of every window stay for interactive calls. Only times
+  at which the script granted enter the set, in Redis's clock, so the proof in
+  `_window` carries over.
+- a process asks for the waiters that may go, as a string of classes in serving order
+  (`I` interactive, `B` bulk); it gets those the window allows at `now`, and when one
+  is left over a **turn**: the exact time its next slot is due, counting the turns
+  already promised to others. Turns are the line: a newcomer may not take a slot
+  promised to a process already waiting.
 - the process sleeps until its turn (measured from when the reply arrived, so it
   never wakes before Redis's clock reaches it), then asks again with its ticket: the
   script grants the turn if the window, pause and budget still allow it, and in the
   same call grants more or hands out the next turn. Under contention that is one
-  round trip per grant (confirm the turn and take the next); a lone request that
-  must wait costs two. A turn nobody confirms expires after `_TURN_GRACE` seconds.
-- no jitter is added: a turn is a promise of one slot to one process, not a race,
-  so waking processes do not stampede. Turns can coincide (several processes told
-  to come back when a pause ends): those the window allows are granted, the others
-  get distinct turns at the back of the line, at most one extra round trip each.
+  round trip per grant. A turn nobody confirms expires after `_TURN_GRACE` seconds.
+- no jitter: a turn is a promise of one slot to one process, not a race.
 
 Why not pyrate-limiter's Redis bucket or `limits`' storage: both answer "yes" or
-"no" now, and a caller told "no" must poll. pyrate-limiter's `RedisBucket` keeps a
-sorted set of timestamps too (exact), but leaves waiting to a retry loop with a
-fixed delay and costs several commands per grant (3.7 measured, see the issue);
-`limits`' moving window (`acquire_entry`) is a sorted set/list without a wait time,
-so callers poll, wake late and together (51-161 commands per grant, 32 sends in one
-20/s window). A turn names the exact time, so sleepers wake once, in order.
+"no" now, and a caller told "no" must poll; a turn names the exact time, so sleepers
+wake once, in order.
 
-What a grant time is: `Permit.granted_at` is the Redis time (seconds since the
-epoch) at which the script granted. The request goes out when the reply arrives,
-a network hop later, as with any remote limiter.
+`Permit.granted_at` is the Redis time (seconds since the epoch) at which the script
+granted. The request goes out when the reply arrives, a network hop later.
 
 Within a process
 ----------------
-Each bucket has local queues like `RateLimits`: interactive before bulk, FIFO, and a
-bulk waiter aged `bulk_max_wait` served as interactive. Only one task per bucket
-(the driver) talks to Redis, for as many waiters as may go, so round trips are per
-process and per slot, not per waiter. `max_in_flight` is a **per-process** cap (the
-in-process defaults: reports 4, entity none); it is not shared through Redis.
-`stats()` counts round trips (script calls, `NOSCRIPT` reloads included) and grants.
+Each event loop has its own queue per bucket, its own Redis connection
+(`_redis_client.RedisConnector`) and one task per bucket (the driver) that talks to
+Redis for all its waiters, so round trips are per loop and per slot, not per waiter.
+`max_in_flight` is a **per-process** cap, not shared through Redis. `stats()` counts
+round trips (script calls, `NOSCRIPT` reloads included) and grants.
 
 What the server says (`observe`)
 --------------------------------
 The rules of `RateLimits`, kept in Redis so every process obeys them: a 429 pauses
-the bucket for all (`Retry-After`, else `X-RateLimit-Reset`, else one slot
-interval, from Redis's `now`); `remaining = r` allows at most `r` more grants until
-the reset (a report with a reset no later than the one in force keeps the stricter
-`r`; a later reset replaces it). A turn promised before a 429 is refused when it is
-confirmed inside the pause, and given a new turn after it. Feedback that cannot
-reach Redis is kept and sent with the next call.
+the bucket for all (`Retry-After`, else `X-RateLimit-Reset`, else one slot interval,
+from Redis's `now`); `remaining = r` allows at most `r` more grants until the reset.
+Feedback that cannot reach Redis is kept and sent with the next call.
 
 When Redis is unreachable (`on_unavailable`)
 --------------------------------------------
 - `"fail"` (default): fail closed. Every `acquire` waiting in this process raises
   `RateLimiterUnavailableError` (a `FathomError`), before any request is sent; the
   next `acquire` tries Redis again. Permits already granted are unaffected.
-- `"local"`: fall back to an in-process `RateLimits` with the same limits, with a
-  `RuntimeWarning` (once per instance) and a log record (each time). Every
-  `retry_interval` seconds one acquire tries Redis again; when it answers, this
-  process switches back and sends the grants it made meanwhile, so the shared
-  window counts them. While apart, each process keeps the limit on its own: `N`
-  processes may send up to `N * limit` in a window. In-flight counts are not
-  carried across the switch.
+- `"local"`: fall back to an in-process window with the same limits, with a
+  `RuntimeWarning` (once per instance) and a log record (each time). The fallback
+  starts from this process's own last `limit` grants (Redis's times mapped onto the
+  local clock) and the last server pause it saw, so **a process never grants more
+  than `limit` in any window, counting its grants before and after the switch**; `N`
+  processes apart from each other send at most `N * limit` in a window, and one
+  process alone never more than `limit`. Every `retry_interval` seconds one probe
+  tries Redis again; when it answers, this process switches back and sends the grants
+  it made meanwhile, so the shared window counts them.
 
-When Redis restarts and loses its data: every process remembers its own last
-`limit` grant times and the last pause it saw. The script stores a generation
-(the Redis time at which the state was created); a process that finds a generation
-other than the one it knew re-seeds its history before it is granted anything, so
-the window is rebuilt from what the processes remember. What is lost: turns (their
-holders ask again), the server budget (`remaining`), and the history of processes
-that have not called Redis since the restart. So in the window that holds the
-restart, grants decided before every active process has re-seeded may exceed
-`limit`, by at most the grants of the processes not yet re-seeded (at most `limit`
-in all); windows that start after every process has re-seeded are exact. No request
-is lost: a waiter whose call failed either raises (fail) or goes local, and a turn
-that vanished is asked for again. Run Redis with persistence to avoid even that.
+When Redis restarts and loses its data: every process remembers its own last `limit`
+grant times and the last pause it saw. The script stores a generation (the Redis time
+at which the state was created); a process that finds a generation other than the one
+it knew re-seeds its history before it is granted anything. In the window that holds
+the restart, grants decided before every active process has re-seeded may exceed
+`limit`, by at most the grants of the processes not yet re-seeded; windows that start
+after every process has re-seeded are exact. Run Redis with persistence to avoid it.
 
-Loops: the Redis client is made on first use, in the running loop (from a URL), and
-closed by `aclose()` (or `async with`); a client passed in is never closed here.
-`snapshot()` is synchronous, so it reports the state from the last round trip,
-aged by the local clock; waiting and in-flight counts are live. It must never block.
+`snapshot()` is synchronous: Redis's figures as of the last round trip, aged by the
+local clock; waiting and in-flight counts are live. It never blocks.
 """
 
 from __future__ import annotations
@@ -103,35 +89,33 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
-import functools
 import hashlib
+import importlib.resources
 import logging
 import math
 import secrets
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from ._exceptions import AcquireTimeoutError, FathomError, ValidationError
+from ._exceptions import FathomError, ValidationError
+from ._loops import Beacon
+from ._redis_client import RedisConnector
 from ._scheduler import (
-    _EPSILON,
     BUCKETS,
     DEFAULT_BULK_MAX_WAIT,
-    PRIORITIES,
     Bucket,
     BucketSnapshot,
     Permit,
     Priority,
-    RateLimitBackend,
     RateLimits,
     ServerFeedback,
-    _check_in_flight,
-    _check_limit,
     _is_number,
+    _QueuedLimits,
 )
+from ._waitqueue import Waiter, WaitQueue
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -145,131 +129,12 @@ ON_UNAVAILABLE: tuple[OnUnavailable, ...] = get_args(OnUnavailable)
 
 #: How long a promised turn waits for its holder before it is given up.
 _TURN_GRACE = 2.0
+#: How early a turn is confirmed; the grant is recorded at the turn itself and the
+#: permit handed over then, so a process that wakes late loses no slot.
+_EARLY = 0.05
 _US = 1_000_000
 
-_SCRIPT = """
-local G, T, S, GEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local op = ARGV[1]
-local limit = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
-local grace = tonumber(ARGV[4])
-local known = ARGV[5]
-local function fmt(x) return string.format('%.0f', x) end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local gen = redis.call('GET', GEN)
-if not gen then
-  gen = fmt(now)
-  redis.call('SET', GEN, gen)
-end
-local function field(name)
-  local v = redis.call('HGET', S, name)
-  if v then return tonumber(v) end
-  return nil
-end
-local pause = field('pause') or 0
-local budget = field('budget')
-local budget_until = field('until') or 0
-if budget and now >= budget_until then
-  budget = nil
-  redis.call('HDEL', S, 'budget', 'until')
-end
-local function window_at()
-  local card = redis.call('ZCARD', G)
-  if card < limit then return 0 end
-  local row = redis.call('ZRANGE', G, card - limit, card - limit, 'WITHSCORES')
-  return tonumber(row[2]) + period
-end
-local function blocked_at(promised)
-  local at = pause
-  if budget and budget - promised <= 0 and budget_until > at then at = budget_until end
-  return at
-end
-local function line_at(q)
-  local card = redis.call('ZCARD', G)
-  local idx = card + q - limit
-  if idx < 0 then return 0 end
-  local row
-  if idx < card then
-    row = redis.call('ZRANGE', G, idx, idx, 'WITHSCORES')
-  else
-    row = redis.call('ZRANGE', T, idx - card, idx - card, 'WITHSCORES')
-  end
-  return tonumber(row[2]) + period
-end
-local granted, turn = 0, 0
-if op == 'take' then
-  local n = tonumber(ARGV[6])
-  local ticket, new_ticket = ARGV[7], ARGV[8]
-  local seeds, full, seed_pause = ARGV[9], ARGV[10] == '1', tonumber(ARGV[11])
-  if known ~= '' and known ~= gen and not full then
-    return {1, now, gen}
-  end
-  if seeds ~= '' then
-    local seq = redis.call('HINCRBY', S, 'seq', 1)
-    local i = 0
-    for v in string.gmatch(seeds, '%d+') do
-      local t = tonumber(v)
-      if t > now - period then
-        i = i + 1
-        redis.call('ZADD', G, fmt(t), 's' .. seq .. ':' .. i)
-      end
-    end
-    redis.call('ZREMRANGEBYRANK', G, 0, -(limit + 1))
-  end
-  if seed_pause > pause then
-    pause = seed_pause
-    redis.call('HSET', S, 'pause', fmt(pause))
-  end
-  for r in string.gmatch(ARGV[12], '%d+') do
-    local row = redis.call('ZRANGEBYSCORE', G, r, r, 'LIMIT', 0, 1)
-    if row[1] then redis.call('ZREM', G, row[1]) end
-  end
-  redis.call('ZREMRANGEBYSCORE', T, '-inf', '(' .. fmt(now - grace))
-  local holder = ticket ~= '' and redis.call('ZREM', T, ticket) == 1
-  local q = redis.call('ZCARD', T)
-  while granted < n do
-    local at = math.max(window_at(), blocked_at(0))
-    if not (holder and granted == 0) then
-      at = math.max(at, line_at(q), blocked_at(q))
-    end
-    if at > now then break end
-    redis.call('ZADD', G, fmt(now), 'g' .. redis.call('HINCRBY', S, 'seq', 1))
-    redis.call('ZREMRANGEBYRANK', G, 0, -(limit + 1))
-    if budget then budget = budget - 1 end
-    granted = granted + 1
-  end
-  if granted < n and new_ticket ~= '' then
-    turn = math.max(window_at(), blocked_at(0), line_at(q), blocked_at(q), now)
-    redis.call('ZADD', T, fmt(turn), new_ticket)
-  end
-  if budget then redis.call('HSET', S, 'budget', fmt(budget)) end
-  local keep = math.ceil((period + grace) / 1000) + 1000
-  redis.call('PEXPIRE', G, keep)
-  if redis.call('ZCARD', T) > 0 then redis.call('PEXPIRE', T, keep) end
-else
-  local pause_for, remaining, reset = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-  if pause_for >= 0 and now + pause_for > pause then
-    pause = now + pause_for
-    redis.call('HSET', S, 'pause', fmt(pause))
-  end
-  if remaining >= 0 then
-    local reset_at = now + period
-    if reset >= 0 then reset_at = now + reset end
-    if budget and reset_at <= budget_until then
-      remaining = math.min(remaining, budget)
-      reset_at = budget_until
-    end
-    budget, budget_until = remaining, reset_at
-    redis.call('HSET', S, 'budget', fmt(budget), 'until', fmt(budget_until))
-  end
-end
-local last = math.max(pause, budget_until, now + period + grace)
-redis.call('PEXPIRE', S, math.ceil((last - now) / 1000) + 1000)
-local in_window = redis.call('ZCOUNT', G, '(' .. fmt(now - period), '+inf')
-return {0, now, gen, granted, turn, pause, budget or -1, budget_until, in_window,
-        math.max(window_at(), blocked_at(0))}
-"""
+_SCRIPT = importlib.resources.files(__package__).joinpath("_redis_limits.lua").read_text()
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
 
@@ -294,9 +159,8 @@ class _Unavailable(Exception):
     """Internal: a call to Redis failed."""
 
 
-class _Signal(enum.Enum):
-    TIMEOUT = "timeout"
-    LOCAL = "local"
+#: A waiter's result when this process fell back to local limits meanwhile.
+_LOCAL: Any = object()
 
 
 class _Reply:
@@ -307,182 +171,138 @@ class _Reply:
     """
 
     __slots__ = (
-        "budget", "budget_until", "gen", "granted", "in_window", "lost", "now", "opens_at",
-        "pause", "turn",
+        "budget", "budget_until", "gen", "granted_at", "in_window", "lost", "now", "opens_at",
+        "opens_bulk_at", "pause", "turn",
     )
 
     def __init__(self, raw: Sequence[bytes | str | int]) -> None:
         gen = raw[2]
         self.gen = gen.decode() if isinstance(gen, bytes) else str(gen)
         self.lost = int(raw[0]) != 0
+        # Per position asked for: the grant time, or 0 for no grant.
+        self.granted_at: list[int] = []
         if self.lost:
-            numbers = [int(raw[1]), 0, 0, 0, -1, 0, 0, 0]
+            numbers = [int(raw[1]), 0, 0, -1, 0, 0, 0, 0]
         else:
-            numbers = [int(v) for v in (raw[1], *raw[3:10])]
+            times = raw[3]
+            text = times.decode() if isinstance(times, bytes) else str(times)
+            self.granted_at = [int(t) for t in text.split()]
+            numbers = [int(v) for v in (raw[1], *raw[4:11])]
         (
-            self.now, self.granted, self.turn, self.pause, budget, self.budget_until,
-            self.in_window, self.opens_at,
+            self.now, self.turn, self.pause, budget, self.budget_until, self.in_window,
+            self.opens_at, self.opens_bulk_at,
         ) = numbers
         self.budget: int | None = None if budget < 0 else budget
 
-
-class _Waiter:
-    __slots__ = ("arrived", "future", "one_shot", "seq")
-
-    def __init__(
-        self, future: asyncio.Future[Permit | _Signal], seq: int, arrived: float, one_shot: bool
-    ) -> None:
-        self.future = future
-        self.seq = seq
-        self.arrived = arrived
-        self.one_shot = one_shot  # timeout=0: one answer from Redis, then give up
+    @property
+    def granted(self) -> int:
+        return sum(1 for t in self.granted_at if t)
 
 
 class _Lane:
-    """One bucket in this process: local queues, in-flight count, driver, cached state."""
+    """One bucket in this process, shared by its loops: keys, history, last reply."""
 
     def __init__(
-        self,
-        name: Bucket,
-        limit: int,
-        period: float,
-        max_in_flight: int | None,
-        bulk_max_wait: float,
-        keys: tuple[str, str, str, str],
+        self, name: Bucket, limit: int, period: float, reserve: int, keys: tuple[str, ...]
     ) -> None:
         self.name: Bucket = name
         self.limit = limit
         self.period = period
         self.period_us = round(period * _US)
-        self.max_in_flight = max_in_flight
-        self.bulk_max_wait = bulk_max_wait
+        self.reserve = reserve
         self.keys = keys
-        self.queues: dict[Priority, collections.OrderedDict[_Waiter, None]] = {
-            p: collections.OrderedDict() for p in PRIORITIES
-        }
-        self.seq = 0
-        self.in_flight = 0
-        self.epoch = 0
-        self.driver: asyncio.Task[None] | None = None
-        self.ticket: str | None = None  # our turn in Redis's line, while we hold one
+        self.lock = threading.Lock()
         self.known_gen = ""
         # Our own recent grant times (Redis us), to re-seed a Redis that lost them.
         self.history: collections.deque[int] = collections.deque(maxlen=limit)
         self.pending_seeds: list[int] = []  # grants made while Redis was away
         self.pending_pause = 0  # a pause observed while Redis was away (Redis us)
-        self.refunds: list[int] = []  # grants nobody used, to give back
         self.reply: _Reply | None = None
-        self.reply_at = 0.0  # loop time at which `reply` arrived
-        self.kick: functools.partial[None] | None = None
+        self.reply_at = 0.0  # time.monotonic() when `reply` arrived
 
-    # -- the queues ---------------------------------------------------------------
+    def redis_now(self) -> float:
+        """Redis time now (seconds), estimated from the last reply and the local clock."""
+        reply = self.reply
+        if reply is None:
+            return time.time()
+        return reply.now / _US + (time.monotonic() - self.reply_at)
 
-    def waiting(self) -> int:
-        return sum(1 for q in self.queues.values() for w in q if not w.future.done())
 
-    def _head(self, priority: Priority) -> _Waiter | None:
-        queue = self.queues[priority]
-        while queue:
-            waiter = next(iter(queue))
-            if not waiter.future.done():
-                return waiter
-            del queue[waiter]
-        return None
+class _RedisQueue(WaitQueue):
+    """A bucket's waiters in one loop, granted by the script through this loop's driver."""
 
-    def next_waiter(self, now: float) -> tuple[Priority, _Waiter] | None:
-        """Interactive first; a bulk waiter aged `bulk_max_wait` competes as interactive."""
-        first = self._head("interactive")
-        bulk = self._head("bulk")
-        if bulk is not None and (
-            first is None
-            or (now - bulk.arrived + _EPSILON >= self.bulk_max_wait and bulk.seq < first.seq)
+    def __init__(
+        self, owner: RedisRateLimits, bucket: Bucket, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(owner, bucket, loop)
+        self.lane = owner._lanes[bucket]
+        self.owner = owner
+        self.driver: asyncio.Task[None] | None = None
+        self.ticket: str | None = None  # our turn in Redis's line, while we hold one
+        self.turn_for = "I"  # the class the turn was asked for ("B": only bulk was short)
+        self.nudge: asyncio.Future[None] | None = None  # set: stop sleeping, ask now
+        self.refunds: list[int] = []  # grants nobody used, to give back
+
+    def pump(self) -> None:
+        owner = self.owner
+        nudge = self.nudge
+        if (
+            nudge is not None
+            and not nudge.done()
+            and self.turn_for == "B"
+            and self._head("interactive") is not None
+        ):  # the reserve may serve an interactive call before the bulk turn comes
+            nudge.set_result(None)
+        if (
+            self.driver is None
+            and not owner._closing
+            and (self.wanted() or self.refunds)
+            and not self.loop.is_closed()
         ):
-            return "bulk", bulk
-        if first is not None:
-            return "interactive", first
-        return None
+            self.driver = self.loop.create_task(owner._drive(self))
+
+    def earliest(self, bulk: bool) -> float | None:
+        reply = self.lane.reply
+        if reply is None or self.refunds:  # unknown, or about to change
+            return None
+        opens = (reply.opens_bulk_at if bulk else reply.opens_at) / _US
+        return self.loop.time() + (opens - self.lane.redis_now())
 
     def wanted(self) -> int:
         """How many grants to ask Redis for: live waiters, within the in-flight cap."""
-        n = min(self.waiting(), self.limit)
-        if self.max_in_flight is not None:
-            n = min(n, self.max_in_flight - self.in_flight)
-        return max(n, 0)
+        n = min(self.waiting(), self.lane.limit)
+        free = self.places.free()
+        return max(n if free is None else min(n, free), 0)
 
-    def settle(self, signal: _Signal | BaseException) -> None:
-        """Answer every waiter at once (timeouts, fallback, failure)."""
-        for queue in self.queues.values():
-            while queue:
-                waiter, _ = queue.popitem(last=False)
-                if waiter.future.done():
-                    continue
-                if isinstance(signal, BaseException):
-                    waiter.future.set_exception(signal)
-                else:
-                    waiter.future.set_result(signal)
-
-    def time_out(self, priority: Priority, waiter: _Waiter) -> None:
-        if not waiter.future.done():
-            self.queues[priority].pop(waiter, None)
-            waiter.future.set_result(_Signal.TIMEOUT)
-
-    # -- grants -------------------------------------------------------------------
-
-    def grant(self, granted_us: int) -> Permit:
-        self.in_flight += 1
-        permit = Permit(self.name, granted_us / _US)
-        permit._on_release = functools.partial(self.on_release, self.epoch)
-        return permit
-
-    def on_release(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            return
-        self.in_flight -= 1
-        if self.kick is not None:
-            self.kick()
-
-    def revoke(self, permit: Permit) -> None:
-        """Give back a grant whose task was cancelled before it could use it."""
-        permit._on_release = None
-        self.in_flight -= 1
+    def give_back(self, permit: Permit) -> None:
         granted_us = round(permit.granted_at * _US)
-        with contextlib.suppress(ValueError):
-            self.history.remove(granted_us)
+        with self.lane.lock, contextlib.suppress(ValueError):
+            self.lane.history.remove(granted_us)
         self.refunds.append(granted_us)
-        if self.kick is not None:
-            self.kick()
 
-    # -- the cached state -----------------------------------------------------------
-
-    def redis_now(self, loop_now: float) -> float:
-        """Redis time now (seconds), estimated from the last reply and the local clock."""
-        if self.reply is None:
-            return time.time()
-        return self.reply.now / _US + (loop_now - self.reply_at)
-
-    def forget_loop(self) -> None:
-        for queue in self.queues.values():
-            queue.clear()
+    def drop(self) -> None:
         self.driver = None
         self.ticket = None
-        self.in_flight = 0
-        self.epoch += 1
+        super().drop()
 
 
-class RedisRateLimits(RateLimitBackend):
+class RedisRateLimits(_QueuedLimits):
     """Fathom's two buckets, kept exactly across every process sharing `key` on Redis.
 
-    `url_or_client` is a Redis URL (`"redis://host:6379/0"`; the client is made on
-    first use and closed by `aclose()`) or a `redis.asyncio.Redis` you own. `key`
-    names the budget: use one per Fathom user (e.g. the account id); every process
-    sharing it must use the same `entity` and `reports` limits. `max_in_flight` and
-    `bulk_max_wait` are as in `RateLimits`, per process. `on_unavailable` is `"fail"`
-    (raise `RateLimiterUnavailableError`) or `"local"` (fall back to an in-process
-    `RateLimits`, trying Redis again every `retry_interval` seconds).
-    `connect_timeout` and `socket_timeout` bound each call to Redis when the
-    client is made from a URL.
+    `url_or_client` is a Redis URL (`"redis://host:6379/0"`; a client is made per
+    event loop on first use and closed by `aclose()`) or a `redis.asyncio.Redis` you
+    own (used in the loop it belongs to, never closed here). `key` names the budget:
+    use one per Fathom user (e.g. the account id); every process sharing it must use
+    the same `entity`, `reports` and `reserve`. `max_in_flight` and `bulk_max_wait`
+    are as in `RateLimits`, per process; `reserve` keeps slots of every window for
+    interactive calls across all processes. `on_unavailable` is `"fail"` (raise
+    `RateLimiterUnavailableError`) or `"local"` (fall back to in-process limits that
+    start from this process's own recent grants, trying Redis again every
+    `retry_interval` seconds). `connect_timeout` and `socket_timeout` bound each
+    call to Redis when the client is made from a URL.
 
-    Needs the `redis` extra: `pip install fathom-async[redis]`.
+    Make it anywhere and use it from any event loop, one after another or at once
+    from several threads. Needs the `redis` extra: `pip install fathom-async[redis]`.
     """
 
     def __init__(
@@ -494,64 +314,50 @@ class RedisRateLimits(RateLimitBackend):
         reports: tuple[int, float] = (10, 60),
         max_in_flight: Mapping[str, int | None] | None = None,
         bulk_max_wait: float = DEFAULT_BULK_MAX_WAIT,
+        reserve: Mapping[str, int] | None = None,
         on_unavailable: OnUnavailable = "fail",
         retry_interval: float = 1.0,
         connect_timeout: float = 2.0,
         socket_timeout: float = 5.0,
     ) -> None:
-        if isinstance(url_or_client, str):
-            if not url_or_client:
-                raise ValidationError("url_or_client", url_or_client, "a Redis URL or client")
-            self._url: str | None = url_or_client
-            self._client: Redis | None = None
-        else:
-            if not callable(getattr(url_or_client, "evalsha", None)):
-                raise ValidationError(
-                    "url_or_client", url_or_client, "a Redis URL or a redis.asyncio.Redis"
-                )
-            self._url = None
-            self._client = url_or_client
+        if isinstance(url_or_client, str) and not url_or_client:
+            raise ValidationError("url_or_client", url_or_client, "a Redis URL or client")
+        if not isinstance(url_or_client, str) and not callable(
+            getattr(url_or_client, "evalsha", None)
+        ):
+            raise ValidationError(
+                "url_or_client", url_or_client, "a Redis URL or a redis.asyncio.Redis"
+            )
         if not isinstance(key, str) or not key:
             raise ValidationError("key", key, "a non-empty string naming the shared budget")
         if on_unavailable not in ON_UNAVAILABLE:
             raise ValidationError("on_unavailable", on_unavailable, f"one of {ON_UNAVAILABLE}")
-        for name, value in (
-            ("retry_interval", retry_interval),
-            ("connect_timeout", connect_timeout),
-            ("socket_timeout", socket_timeout),
-        ):
-            if not _is_number(value) or not 0 < value < math.inf:
-                raise ValidationError(name, value, "a positive number of seconds")
-        if not _is_number(bulk_max_wait) or not 0 <= bulk_max_wait < math.inf:
-            raise ValidationError("bulk_max_wait", bulk_max_wait, "a number of seconds >= 0")
+        if not _is_number(retry_interval) or not 0 < retry_interval < math.inf:
+            raise ValidationError("retry_interval", retry_interval, "a positive number of seconds")
+        super().__init__(entity, reports, max_in_flight, bulk_max_wait, reserve)
         self.key = key
-        self.entity = _check_limit("entity", entity)
-        self.reports = _check_limit("reports", reports)
-        self.max_in_flight = _check_in_flight(max_in_flight)
-        self.bulk_max_wait = float(bulk_max_wait)
         self.on_unavailable: OnUnavailable = on_unavailable
         self.retry_interval = float(retry_interval)
-        self._timeouts = (float(connect_timeout), float(socket_timeout))
+        self._connector = RedisConnector(
+            url_or_client, connect_timeout=connect_timeout, socket_timeout=socket_timeout
+        )
         self._id = secrets.token_hex(6)
         self._tickets = 0
         self._sha = _SCRIPT_SHA
-        self._loop: asyncio.AbstractEventLoop | None = None
         prefix = f"fathom_async:{{{key}}}"
         self._lanes: dict[Bucket, _Lane] = {}
-        for name, (limit, period) in (("entity", self.entity), ("reports", self.reports)):
-            bucket: Bucket = name  # type: ignore[assignment]
+        for bucket in BUCKETS:
             keys = (
-                f"{prefix}:{name}:grants",
-                f"{prefix}:{name}:turns",
-                f"{prefix}:{name}:state",
+                f"{prefix}:{bucket}:grants",
+                f"{prefix}:{bucket}:turns",
+                f"{prefix}:{bucket}:state",
                 f"{prefix}:generation",
             )
-            self._lanes[bucket] = _Lane(
-                bucket, limit, period, self.max_in_flight[bucket], self.bulk_max_wait, keys
-            )
-        # Falling back to in-process limits (on_unavailable="local").
+            self._lanes[bucket] = _Lane(bucket, *self._limit(bucket), self.reserve[bucket], keys)
+        # Falling back to in-process limits (on_unavailable="local"): the fallback and
+        # the event set when Redis answers again; None while on Redis.
         self._fallback: RateLimits | None = None
-        self._back: asyncio.Event | None = None  # set: Redis answers again; None: on Redis
+        self._back: Beacon | None = None
         self._prober: asyncio.Task[None] | None = None
         self._warned = False
         self._closing = False
@@ -562,88 +368,48 @@ class RedisRateLimits(RateLimitBackend):
         self._reseeds = 0
 
     def __repr__(self) -> str:
-        where = "<client>" if self._url is None else "<url>"  # a URL may hold a password
+        where = "<url>" if self._connector.owns_clients else "<client>"  # may hold a password
         return (
             f"RedisRateLimits({where}, key={self.key!r}, entity={self.entity!r},"
             f" reports={self.reports!r}, on_unavailable={self.on_unavailable!r})"
         )
 
-    # -- loop and client ------------------------------------------------------------
+    # -- loops --------------------------------------------------------------------------
 
-    def _lane(self, bucket: Bucket) -> tuple[_Lane, asyncio.AbstractEventLoop]:
-        try:
-            lane = self._lanes[bucket]
-        except (KeyError, TypeError):
-            raise ValidationError("bucket", bucket, f"one of {BUCKETS}") from None
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._bind(loop)
-        return lane, loop
-
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        old = self._loop
-        if old is not None:
-            if not old.is_closed() and any(
-                lane.in_flight or lane.waiting() or lane.driver for lane in self._lanes.values()
-            ):
-                raise RuntimeError(
-                    "this RedisRateLimits is in use by another event loop; share one"
-                    " instance only between clients in the same loop"
-                )
-            for lane in self._lanes.values():
-                lane.forget_loop()
-            if self._url is not None:
-                self._client = None  # made in the old loop; `aclose()` it there
-        self._loop = loop
-        for lane in self._lanes.values():
-            lane.kick = functools.partial(self._kick, lane)
-
-    def _redis(self) -> Redis:
-        if self._client is None:
-            import redis.asyncio
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            assert self._url is not None
-            connect_timeout, socket_timeout = self._timeouts
-            # No retries inside redis-py: a failure must reach us, and a script
-            # retried after a lost reply would grant twice.
-            self._client = redis.asyncio.Redis.from_url(
-                self._url,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=socket_timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-        return self._client
+    def _make_queues(self, loop: asyncio.AbstractEventLoop) -> dict[Bucket, _RedisQueue]:
+        return {bucket: _RedisQueue(self, bucket, loop) for bucket in BUCKETS}
 
     async def aclose(self) -> None:
-        """Stop talking to Redis and close the client made from the URL (if any).
+        """Stop talking to Redis and close the clients made from the URL (if any).
 
-        Waiters still queued get `RateLimiterUnavailableError` (nothing was sent for
-        them). The instance can be used again later.
+        Works from any event loop. Waiters still queued get
+        `RateLimiterUnavailableError` (nothing was sent for them). The instance can be
+        used again later.
         """
         self._closing = True
         try:
-            tasks = [self._prober] + [lane.driver for lane in self._lanes.values()]
+            here = asyncio.get_running_loop()
+            tasks: list[asyncio.Task[None]] = []
+            if self._prober is not None and self._prober.get_loop() is here:
+                tasks.append(self._prober)
             self._prober = self._back = None
-            for name, lane in self._lanes.items():
-                for queue in lane.queues.values():
-                    for waiter in queue:
-                        if not waiter.future.done():
-                            waiter.future.set_exception(
-                                RateLimiterUnavailableError(name, "the limiter was closed")
-                            )
-                    queue.clear()
-                lane.driver = lane.ticket = None
+            for loop, queues in self._loops.items():
+                for name, queue in queues.items():
+                    closed = RateLimiterUnavailableError(name, "the limiter was closed")
+                    driver, queue.driver, queue.ticket = queue.driver, None, None
+                    if loop is here:
+                        queue.settle(closed)
+                        if driver is not None:
+                            tasks.append(driver)
+                    elif not loop.is_closed():
+                        with contextlib.suppress(RuntimeError):
+                            loop.call_soon_threadsafe(_stop, queue, closed, driver)
             for task in tasks:
-                if task is not None and not task.done():
+                if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            client = self._client
-            if self._url is not None and client is not None:
-                self._client = None
-                await client.aclose()
+            await self._connector.aclose()
         finally:
             self._closing = False
 
@@ -652,12 +418,7 @@ class RedisRateLimits(RateLimitBackend):
     async def __aenter__(self) -> RedisRateLimits:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- talking to Redis -----------------------------------------------------------
@@ -667,10 +428,14 @@ class RedisRateLimits(RateLimitBackend):
         from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
         common: list[str | int] = [
-            lane.limit, lane.period_us, round(_TURN_GRACE * _US), lane.known_gen
+            lane.limit, lane.period_us, round(_TURN_GRACE * _US), lane.known_gen, lane.reserve,
+            round(_EARLY * _US),
         ]
         argv = [args[0], *common, *args[1:]]
-        client = self._redis()
+        try:
+            client = self._connector.client()
+        except ImportError:
+            raise
         for attempt in (1, 2):
             try:
                 self._round_trips += 1
@@ -691,24 +456,25 @@ class RedisRateLimits(RateLimitBackend):
                 raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
         reply = _Reply(raw)
         if not reply.lost:
-            lane.reply, lane.reply_at = reply, asyncio.get_running_loop().time()
+            lane.reply, lane.reply_at = reply, time.monotonic()
         return reply
 
-    async def _take(self, lane: _Lane, n: int) -> tuple[_Reply, str | None]:
-        """Confirm our turn (if any), take up to `n` grants, and a turn if short."""
+    async def _take(self, queue: _RedisQueue, classes: str) -> _Reply:
+        """Confirm our turn (if any), take the grants `classes` ask for, a turn if short."""
+        lane = queue.lane
         new_ticket = ""
-        if n > 0:
+        if classes:
             self._tickets += 1
             new_ticket = f"{self._id}:{self._tickets}"
         seeds = list(lane.pending_seeds)
-        refunds = list(lane.refunds)
+        refunds = list(queue.refunds)
         full = "0"
         pause = lane.pending_pause
         for attempt in range(2):
             reply = await self._call(
                 lane,
                 [
-                    "take", n, lane.ticket or "", new_ticket, " ".join(map(str, seeds)),
+                    "take", classes, queue.ticket or "", new_ticket, " ".join(map(str, seeds)),
                     full, pause, " ".join(map(str, refunds)),
                 ],
             )
@@ -721,72 +487,89 @@ class RedisRateLimits(RateLimitBackend):
                 "rate limits on Redis lost their state (key %r, %s); re-seeding %d grants",
                 self.key, lane.name, len(lane.history),
             )
-            lane.ticket = None
+            queue.ticket = None
             lane.known_gen = ""
             seeds = list(lane.history)
             full = "1"
             pause = max(pause, lane.reply.pause if lane.reply is not None else 0)
         lane.known_gen = reply.gen
-        lane.pending_seeds.clear()
+        del lane.pending_seeds[: len(seeds) if full == "0" else len(lane.pending_seeds)]
         lane.pending_pause = 0
-        del lane.refunds[: len(refunds)]
-        lane.ticket = new_ticket if reply.turn else None
-        return reply, lane.ticket
+        del queue.refunds[: len(refunds)]
+        queue.ticket = new_ticket if reply.turn else None
+        return reply
 
-    def _kick(self, lane: _Lane) -> None:
-        """Make sure the bucket's driver runs when there is something to ask Redis."""
-        if lane.driver is None and not self._closing and (lane.wanted() or lane.refunds):
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                lane.driver = loop.create_task(self._drive(lane))
-
-    async def _drive(self, lane: _Lane) -> None:
-        """Ask Redis for as many grants as the queue may use; sleep until our turn."""
+    async def _drive(self, queue: _RedisQueue) -> None:
+        """Ask Redis for what the queue may use now; sleep until our turn; repeat."""
         loop = asyncio.get_running_loop()
         try:
             while True:
-                n = lane.wanted()
-                if n == 0 and lane.ticket is None and not lane.refunds:
+                order = queue.ordered(loop.time(), queue.wanted())
+                if not order and queue.ticket is None and not queue.refunds:
                     return
-                reply, ticket = await self._take(lane, n)
-                self._serve(lane, reply, loop)
-                if ticket is not None:
-                    await asyncio.sleep(max(reply.turn - reply.now, 0) / _US)
+                classes = "".join("B" if waiter.bulk else "I" for _, waiter in order)
+                reply = await self._take(queue, classes)
+                self._serve(queue, reply, order)
+                if queue.ticket is not None:
+                    # An interactive call still waiting: the turn is its. Otherwise one
+                    # arriving may be served by the reserve sooner (see pump()).
+                    short = queue._head("interactive") is not None
+                    queue.turn_for = "I" if short else "B"
+                    await self._sleep(queue, max(reply.turn - reply.now, 0) / _US - _EARLY)
         except _Unavailable as exc:
-            lane.ticket = None
-            self._unavailable(lane, str(exc), loop)
+            queue.ticket = None
+            self._unavailable(queue, str(exc), loop)
         finally:
-            if lane.driver is asyncio.current_task():
-                lane.driver = None
-            if lane.waiting() and lane.driver is None:
-                self._kick(lane)
+            if queue.driver is asyncio.current_task():
+                queue.driver = None
+            if queue.waiting() and queue.driver is None:
+                queue.pump()
 
-    def _serve(self, lane: _Lane, reply: _Reply, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        for _ in range(reply.granted):
-            head = lane.next_waiter(now)
-            if head is None:  # the waiter left while we asked: give the slot back
-                lane.refunds.append(reply.now)
+    @staticmethod
+    async def _sleep(queue: _RedisQueue, seconds: float) -> None:
+        """Until our turn, or until `pump()` nudges us (an interactive call came)."""
+        loop = queue.loop
+        nudge = queue.nudge = loop.create_future()
+        timer = loop.call_later(seconds, _wake, nudge)
+        try:
+            await nudge
+        finally:
+            timer.cancel()
+            queue.nudge = None
+
+    def _serve(
+        self, queue: _RedisQueue, reply: _Reply, order: list[tuple[Priority, Waiter]]
+    ) -> None:
+        lane = queue.lane
+        for index, granted_us in enumerate(reply.granted_at):
+            if not granted_us:
+                continue
+            if index >= len(order):  # more grants than we asked for: give them back
+                queue.refunds.append(granted_us)
+                continue
+            priority, waiter = order[index]
+            if (
+                waiter.future.done()
+                or waiter not in queue.queues[priority]
+                or not queue.places.take()
+            ):  # the waiter left while we asked: give the slot back
+                queue.refunds.append(granted_us)
                 continue
             self._grants += 1
-            priority, waiter = head
-            del lane.queues[priority][waiter]
-            lane.history.append(reply.now)
-            waiter.future.set_result(lane.grant(reply.now))
-        for priority, queue in lane.queues.items():
-            for waiter in [w for w in queue if w.one_shot]:
-                lane.time_out(priority, waiter)
+            with lane.lock:
+                lane.history.append(granted_us)
+            queue.serve(priority, waiter, queue.permit(granted_us / _US, queue.give_back))
+        for once in [w for q in queue.queues.values() for w in q if w.once]:
+            queue.end(once, queue.timed_out(0.0))  # timeout=0: this answer was theirs
+        if queue.refunds and queue.driver is None:
+            queue.pump()
 
-    def _unavailable(self, lane: _Lane, reason: str, loop: asyncio.AbstractEventLoop) -> None:
+    def _unavailable(
+        self, queue: _RedisQueue, reason: str, loop: asyncio.AbstractEventLoop
+    ) -> None:
         if self.on_unavailable == "fail":
             logger.error("Redis unavailable for rate limits (key %r): %s", self.key, reason)
-            for queue in lane.queues.values():
-                for waiter in queue:
-                    if not waiter.future.done():
-                        waiter.future.set_exception(
-                            RateLimiterUnavailableError(lane.name, reason)
-                        )
-                queue.clear()
+            queue.settle(RateLimiterUnavailableError(queue.bucket, reason))
             return
         if self._back is None:
             logger.warning(
@@ -794,9 +577,10 @@ class RedisRateLimits(RateLimitBackend):
                 " process alone until it returns", reason, self.key,
             )
             self._last_reason = reason
-            self._back = asyncio.Event()
+            self._fallback = self._seeded_fallback()
+            self._back = Beacon()
             self._prober = loop.create_task(self._probe())
-        lane.settle(_Signal.LOCAL)
+        queue.settle(_LOCAL)
 
     async def _probe(self) -> None:
         """While fallen back: every `retry_interval`, try Redis; when it answers, go back.
@@ -807,27 +591,39 @@ class RedisRateLimits(RateLimitBackend):
         while True:
             await asyncio.sleep(self.retry_interval)
             try:
-                for lane in self._lanes.values():
-                    await self._take(lane, 0)
+                for bucket in BUCKETS:
+                    await self._take(self._queue(bucket), "")
             except _Unavailable:
                 continue
             back, self._back, self._prober = self._back, None, None
             assert back is not None
-            back.set()
+            back.fire()
             logger.warning("Redis is reachable again; shared rate limits (key %r) resume", self.key)
             return
 
     # -- local fallback ---------------------------------------------------------------
 
-    def _local(self) -> RateLimits:
-        if self._fallback is None:
-            self._fallback = RateLimits(
-                self.entity,
-                self.reports,
-                max_in_flight={str(k): v for k, v in self.max_in_flight.items()},
-                bulk_max_wait=self.bulk_max_wait,
-            )
-        return self._fallback
+    def _seeded_fallback(self) -> RateLimits:
+        """In-process limits that start from this process's own recent grants."""
+        fallback = RateLimits(
+            self.entity,
+            self.reports,
+            max_in_flight={str(k): v for k, v in self.max_in_flight.items()},
+            bulk_max_wait=self.bulk_max_wait,
+            reserve={str(k): v for k, v in self.reserve.items()},
+        )
+        for bucket, lane in self._lanes.items():
+            local = fallback._queue(bucket)  # binds the running loop: its clock is ours
+            now = local.now()
+            redis_now = lane.redis_now()
+            window = local.window
+            with window.lock, lane.lock:
+                for granted_us in sorted(lane.history):
+                    window.record(now - (redis_now - granted_us / _US))
+                pause = max(lane.pending_pause, lane.reply.pause if lane.reply else 0) / _US
+                if pause > redis_now:
+                    window.pause(now, pause - redis_now)
+        return fallback
 
     async def _acquire_local(
         self, lane: _Lane, priority: Priority, timeout: float | None
@@ -843,8 +639,10 @@ class RedisRateLimits(RateLimitBackend):
         loop = asyncio.get_running_loop()
         started = loop.time()
         back = self._back
+        fallback = self._fallback
+        assert fallback is not None
         local = asyncio.ensure_future(
-            self._local().acquire(lane.name, priority=priority, timeout=timeout)
+            fallback.acquire(lane.name, priority=priority, timeout=timeout)
         )
         if back is not None:
             returned = asyncio.ensure_future(back.wait())
@@ -858,73 +656,57 @@ class RedisRateLimits(RateLimitBackend):
                         await local
             if local.cancelled():
                 left = None if timeout is None else max(started + timeout - loop.time(), 0.0)
-                return await self.acquire(lane.name, priority=priority, timeout=left)
+                again: Permit = await self.acquire(lane.name, priority=priority, timeout=left)
+                return again
         permit = await local
-        granted_us = round(lane.redis_now(loop.time()) * _US)
-        lane.history.append(granted_us)
-        lane.pending_seeds.append(granted_us)
+        granted_us = round(lane.redis_now() * _US)
+        with lane.lock:
+            lane.history.append(granted_us)
+            lane.pending_seeds.append(granted_us)
         self._local_grants += 1
         return Permit(lane.name, granted_us / _US, permit.release)
 
     # -- the interface ----------------------------------------------------------------
 
-    async def acquire(
-        self,
-        bucket: Bucket,
-        *,
-        priority: Priority = "interactive",
-        timeout: float | None = None,
-    ) -> Permit:
-        """Wait for a slot in `bucket` shared through Redis, interactive work first.
+    def _try_now(self, queue: _RedisQueue, priority: Priority) -> Permit | None:
+        return None  # only Redis can say, and that takes a round trip
 
-        Raises `AcquireTimeoutError` when no slot came within `timeout` seconds
-        (`timeout=0`: take a slot only if Redis grants one on the first ask), and
+    async def _wait(
+        self, queue: _RedisQueue, priority: Priority, timeout: float | None
+    ) -> Permit:
+        """`acquire()`, shared through Redis.
+
+        `timeout=0` takes a slot only if Redis grants one on the first ask. Raises
         `RateLimiterUnavailableError` when Redis cannot be reached and
-        `on_unavailable="fail"`. A wait that fails, times out or is cancelled sends
-        nothing.
+        `on_unavailable="fail"`.
         """
-        lane, loop = self._lane(bucket)
-        if priority not in PRIORITIES:
-            raise ValidationError("priority", priority, f"one of {PRIORITIES}")
-        if timeout is not None and (not _is_number(timeout) or not timeout >= 0):
-            raise ValidationError("timeout", timeout, "None or a number of seconds >= 0")
-        now = loop.time()
         if self._back is not None:
-            return await self._acquire_local(lane, priority, timeout)
-        one_shot = timeout is not None and timeout <= 0
-        if one_shot and (lane.ticket is not None or lane.waiting()):
-            raise AcquireTimeoutError(bucket, float(timeout or 0))
-        future: asyncio.Future[Permit | _Signal] = loop.create_future()
-        lane.seq += 1
-        waiter = _Waiter(future, lane.seq, now, one_shot)
-        queue = lane.queues[priority]
-        queue[waiter] = None
-        timer = (
-            None
-            if timeout is None or one_shot
-            else loop.call_at(now + timeout, lane.time_out, priority, waiter)
-        )
-        try:
-            self._kick(lane)
-            result = await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                granted = future.result()
-                if isinstance(granted, Permit):
-                    lane.revoke(granted)
-            else:
-                future.cancel()
-                queue.pop(waiter, None)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if result is _Signal.TIMEOUT:
-            raise AcquireTimeoutError(bucket, float(timeout or 0))
-        if result is _Signal.LOCAL:
-            left = None if timeout is None else max(now + timeout - loop.time(), 0.0)
-            return await self._acquire_local(lane, priority, left)
-        return result
+            prober = self._prober
+            if prober is None or prober.done() or prober.get_loop().is_closed():
+                # The loop that fell back has ended (asyncio.run() returned): probe here.
+                self._prober = queue.loop.create_task(self._probe())
+            return await self._acquire_local(queue.lane, priority, timeout)
+        loop = queue.loop
+        started = loop.time()
+        if timeout == 0 and (
+            queue._head("interactive") is not None
+            or (priority == "bulk" and (queue.waiting() or queue.ticket is not None))
+            or (queue.ticket is not None and queue.turn_for == "I")
+        ):
+            raise queue.timed_out(0.0)  # others are ahead: no first answer is ours
+        result = await queue.wait(priority, timeout)
+        if result is _LOCAL:
+            left = None if timeout is None else max(started + timeout - loop.time(), 0.0)
+            return await self._acquire_local(queue.lane, priority, left)
+        permit: Permit = result
+        early = permit.granted_at - queue.lane.redis_now()
+        if early > 0:  # a turn confirmed early: the slot is ours from its time on
+            try:
+                await asyncio.sleep(early)
+            except asyncio.CancelledError:
+                permit.revoke()
+                raise
+        return permit
 
     async def observe(self, bucket: Bucket, feedback: ServerFeedback) -> None:
         """Share what a response said: a 429 pauses the bucket for every process.
@@ -932,15 +714,9 @@ class RedisRateLimits(RateLimitBackend):
         Never raises for Redis being away: the feedback is then applied locally and
         sent with the next call that reaches Redis.
         """
-        lane, loop = self._lane(bucket)
-        pause: float | None = None
-        if feedback.status == 429:
-            pause = feedback.retry_after
-            if pause is None:
-                pause = feedback.reset_after
-            if pause is None:
-                pause = lane.period / lane.limit
-            pause = max(pause, 0.0)
+        queue = self._queue(bucket)
+        lane = queue.lane
+        pause = self._pause(bucket, feedback)
         if pause is None and feedback.remaining is None:
             return
         if self._fallback is not None:
@@ -961,7 +737,7 @@ class RedisRateLimits(RateLimitBackend):
             except _Unavailable as exc:
                 logger.warning("could not share rate-limit feedback through Redis: %s", exc)
         if pause is not None:
-            until = round((lane.redis_now(loop.time()) + pause) * _US)
+            until = round((lane.redis_now() + pause) * _US)
             lane.pending_pause = max(lane.pending_pause, until)
 
     def snapshot(self) -> dict[str, BucketSnapshot]:
@@ -974,35 +750,27 @@ class RedisRateLimits(RateLimitBackend):
         """
         if self._back is not None and self._fallback is not None:
             return self._fallback.snapshot()
-        loop = self._loop
-        loop_now = loop.time() if loop is not None else time.monotonic()
         result: dict[str, BucketSnapshot] = {}
-        for name, lane in self._lanes.items():
+        for bucket, lane in self._lanes.items():
             reply = lane.reply
             opens_in = paused_for = 0.0
             sent = 0
             remaining: int | None = None
             if reply is not None:
-                now = lane.redis_now(loop_now)
+                now = lane.redis_now()
                 opens_in = reply.opens_at / _US - now
                 paused_until = reply.pause / _US
                 if reply.budget is not None and reply.budget_until / _US > now:
                     remaining = reply.budget
                     if remaining <= 0:
                         paused_until = max(paused_until, reply.budget_until / _US)
-                paused_for = max(paused_until - now, 0.0)
+                paused_for = paused_until - now
                 sent = reply.in_window
-            result[name] = BucketSnapshot(
-                limit=lane.limit,
-                period=lane.period,
+            result[bucket] = self._snapshot(
+                bucket,
                 sent_in_window=sent,
-                waiting={
-                    p: sum(1 for w in q if not w.future.done()) for p, q in lane.queues.items()
-                },
-                next_slot_in=opens_in if opens_in > _EPSILON else 0.0,
+                next_slot_in=opens_in,
                 paused_for=paused_for,
-                in_flight=lane.in_flight,
-                max_in_flight=lane.max_in_flight,
                 server_remaining=remaining,
             )
         return result
@@ -1019,3 +787,19 @@ class RedisRateLimits(RateLimitBackend):
             "local_grants": self._local_grants,
             "reseeds": self._reseeds,
         }
+
+
+def _stop(
+    queue: _RedisQueue, closed: RateLimiterUnavailableError, driver: asyncio.Task[None] | None
+) -> None:
+    """In another loop's thread: end its waiters and its driver."""
+    queue.settle(closed)
+    if driver is not None:
+        driver.cancel()
+
+
+def _wake(nudge: asyncio.Future[None]) -> None:
+    if not nudge.done():
+        nudge.set_result(None)
+
+

@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Final, Literal, get_args
 
 __all__ = [
+    "BUCKETS",
     "NOT_GIVEN",
+    "PRIORITIES",
+    "Bucket",
     "Currency",
     "DateGrouping",
     "Entity",
@@ -18,8 +21,16 @@ __all__ = [
     "MultiDomainOption",
     "NotGiven",
     "PageviewAggregate",
+    "Priority",
     "Sharing",
 ]
+
+#: The two rate-limit buckets: entity calls, and reports (aggregations, current visitors).
+Bucket = Literal["entity", "reports"]
+#: A call's place in the limiter's queues.
+Priority = Literal["interactive", "bulk"]
+BUCKETS: tuple[Bucket, ...] = get_args(Bucket)
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 
 
 class NotGiven:

@@ -107,6 +107,144 @@ class RedisServer:
             self.process = None
 
 
+class BlackHole:
+    """A loopback port that takes connections and never answers: a Redis gone silent.
+
+    The kernel completes each handshake into the listening socket's backlog and keeps
+    what is sent; nothing is ever read or answered, so a client waits until its socket
+    timeout. No thread: `connections()` accepts (and closes) what has arrived so far.
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self.port: int = self._socket.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def connections(self) -> int:
+        """How many connections were made since the last call (closed ones count too)."""
+        count = 0
+        self._socket.setblocking(False)
+        try:
+            while True:
+                try:
+                    accepted, _ = self._socket.accept()
+                except BlockingIOError:
+                    return count
+                accepted.close()
+                count += 1
+        finally:
+            self._socket.setblocking(True)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> BlackHole:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class NoHandshake:
+    """A loopback port where `connect()` hangs: its listen queue is full and never read.
+
+    Linux drops a SYN to a listening socket whose accept queue is full, so the client
+    retransmits until its connect timeout. The queue (backlog 0: room for one) is
+    filled from here before the test connects.
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(0)
+        self.port: int = self._socket.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+        for _ in range(2):  # the first fills the queue; the second is sure to hang
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            self._fillers.append(filler)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        for filler in self._fillers:
+            filler.close()
+        self._socket.close()
+
+    def __enter__(self) -> NoHandshake:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def running_tls_redis(directory: str) -> Iterator[str]:
+    """A redis-server speaking TLS only, with a self-signed certificate made by `openssl`
+    in `directory`; yields its `rediss://` URL (certificates not checked)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is not installed: the TLS test needs it to make a certificate")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-keyout", key, "-out", cert,
+        ],
+        check=True, capture_output=True,
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            redis_server_binary(), "--port", "0", "--tls-port", str(port),
+            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory,
+            "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert,
+            "--tls-auth-clients", "no",
+        ],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert server.stdout is not None
+    try:
+        for line in server.stdout:  # blocks until the server says it is ready
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError("redis-server did not start with TLS (built without it?)")
+        yield f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none"
+    finally:
+        server.terminate()
+        server.wait()
+        server.stdout.close()
+
+
+def open_connections(port: int) -> int:
+    """How many TCP sockets this process holds open to `port` (Linux: /proc)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # an fd closed while we look
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                ours.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[9] in ours:
+                    count += 1
+    return count
+
+
 @contextlib.contextmanager
 def running_redis() -> Iterator[RedisServer]:
     server = RedisServer()

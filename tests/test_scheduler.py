@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,12 @@ async def acquire_at(
     permit = await limits.acquire(bucket, priority=priority)
     log.append((number, loop.time()))
     permit.release()
+
+
+def queue_of(limits: RateLimits, bucket: Bucket = "reports") -> Any:
+    """The running loop's wait queue of a bucket (to look at its timer)."""
+    ((_, queues),) = limits._loops.items()
+    return queues[bucket]
 
 
 def times_of(log: Sequence[Grant]) -> list[float]:
@@ -243,7 +250,7 @@ async def test_a_cancelled_waiter_takes_no_slot_and_the_next_goes_on_time() -> N
     after = limits.snapshot()["reports"]
     assert after.waiting == {"interactive": 0, "bulk": 0}
     assert after.in_flight == 0
-    assert limits._states["reports"].timer is None
+    assert queue_of(limits).timer is None
 
 
 @pytest.mark.looptime
@@ -252,11 +259,11 @@ async def test_cancelling_the_only_waiter_leaves_no_timer_and_no_slot_used() -> 
     await limits.acquire("reports")
     task = asyncio.create_task(limits.acquire("reports"))
     await asyncio.sleep(1)
-    assert limits._states["reports"].timer is not None
+    assert queue_of(limits).timer is not None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert limits._states["reports"].timer is None
+    assert queue_of(limits).timer is None
     snap = limits.snapshot()["reports"]
     assert (snap.sent_in_window, snap.waiting["interactive"]) == (1, 0)
     await asyncio.sleep(9)
@@ -316,18 +323,40 @@ async def test_timeout_raises_acquire_timeout_error_and_leaves_nothing_behind() 
     limits = unlimited(reports=(1, 60))
     loop = asyncio.get_running_loop()
     await limits.acquire("reports")
+    ahead = asyncio.create_task(limits.acquire("reports"))  # takes the slot at t=60
+    await asyncio.sleep(0)
     with pytest.raises(AcquireTimeoutError) as caught:
-        await limits.acquire("reports", timeout=3)
-    assert (caught.value.bucket, caught.value.timeout) == ("reports", 3)
-    assert loop.time() == 3
+        await limits.acquire("reports", timeout=61)  # the window opens in time, the queue not
+    assert (caught.value.bucket, caught.value.timeout) == ("reports", 61)
+    assert loop.time() == 61
+    assert caught.value.next_slot_in == 59  # the next window opening, at t=120
+    assert "the next slot is in 59s" in str(caught.value)
+    assert (await ahead).granted_at == 60
     snap = limits.snapshot()["reports"]
     assert (snap.sent_in_window, snap.waiting["interactive"]) == (1, 0)
-    assert limits._states["reports"].timer is None
+    assert queue_of(limits).timer is None
     with pytest.raises(AcquireTimeoutError):
         await limits.acquire("reports", timeout=0)
-    assert loop.time() == 3
-    permit = await limits.acquire("reports", timeout=100)  # waits 57 s, in time
-    assert permit.granted_at == 60
+    assert loop.time() == 61
+    permit = await limits.acquire("reports", timeout=100)  # waits 59 s, in time
+    assert permit.granted_at == 120
+
+
+@pytest.mark.looptime
+async def test_a_slot_beyond_the_deadline_raises_at_once_and_says_when_it_is() -> None:
+    limits = unlimited(reports=(1, 60))
+    loop = asyncio.get_running_loop()
+    await limits.acquire("reports")
+    await asyncio.sleep(5)
+    with pytest.raises(AcquireTimeoutError) as caught:
+        await limits.acquire("reports", timeout=3)
+    assert loop.time() == 5  # no waiting for a slot that cannot come in time
+    assert caught.value.next_slot_in == 55
+    await limits.observe("reports", ServerFeedback(429, retry_after=100))
+    with pytest.raises(AcquireTimeoutError) as paused:
+        await limits.acquire("reports", priority="bulk", timeout=99)
+    assert (loop.time(), paused.value.next_slot_in) == (5, 100)
+    assert limits.snapshot()["reports"].waiting == {"interactive": 0, "bulk": 0}
 
 
 @pytest.mark.looptime
@@ -350,12 +379,12 @@ async def test_a_timeout_racing_a_cancellation_leaves_nothing_behind() -> None:
     await limits.acquire("reports")
     task = asyncio.create_task(limits.acquire("reports", timeout=100))
     await asyncio.sleep(1)
-    state = limits._states["reports"]
+    state = queue_of(limits)
     (waiter,) = state.queues["interactive"]
 
     def time_out_then_cancel() -> None:
-        state.time_out("interactive", waiter)
-        state.time_out("interactive", waiter)  # a second time does nothing
+        state._time_out(waiter)
+        state._time_out(waiter)  # a second time does nothing
         task.cancel()
 
     loop.call_soon(time_out_then_cancel)
@@ -586,20 +615,80 @@ def test_an_instance_made_outside_a_loop_follows_its_clock_across_loops() -> Non
     assert (snap.in_flight, snap.sent_in_window) == (0, 2)
 
 
-def test_an_instance_busy_in_one_live_loop_refuses_another() -> None:
-    limits = unlimited(reports=(5, 60))
+def test_two_live_loops_share_one_window() -> None:
+    limits = unlimited(reports=(2, 3600))
     first = asyncio.new_event_loop()
     try:
         permit = first.run_until_complete(limits.acquire("reports"))
-        with pytest.raises(RuntimeError, match="another event loop"):
-            asyncio.run(limits.acquire("reports"))
-        permit.release()  # the loop is alive but not running: no waiter, nothing to do
-        assert limits.snapshot()["reports"].in_flight == 0
-        # Idle now, so another loop may take it over.
-        asyncio.run(limits.observe("reports", ServerFeedback(200)))
+        second = asyncio.run(limits.acquire("reports"))  # another loop, while the first lives
+        with pytest.raises(AcquireTimeoutError):
+            first.run_until_complete(limits.acquire("reports", timeout=0))
+        permit.release()
+        second.release()
     finally:
         first.close()
-    assert limits.snapshot()["reports"].sent_in_window == 1
+    snap = limits.snapshot()["reports"]
+    assert (snap.sent_in_window, snap.in_flight) == (2, 0)
+
+
+def test_threads_with_their_own_loops_share_the_window_and_the_in_flight_cap() -> None:
+    limits = RateLimits(reports=(5, 3600), max_in_flight={"reports": 5})
+    granted: list[Permit] = []
+    refused: list[AcquireTimeoutError] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def worker() -> None:
+        async def run() -> None:
+            start.wait()
+            for _ in range(5):
+                try:
+                    permit = await limits.acquire("reports", timeout=0)
+                except AcquireTimeoutError as exc:
+                    with lock:
+                        refused.append(exc)
+                else:
+                    with lock:
+                        granted.append(permit)
+
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert (len(granted), len(refused)) == (5, 15)
+    assert limits.snapshot()["reports"].sent_in_window == 5
+
+
+def test_a_release_in_one_loop_wakes_a_waiter_in_another_thread() -> None:
+    limits = RateLimits(reports=(10, 60), max_in_flight={"reports": 1})
+    first = asyncio.new_event_loop()
+    queued = threading.Event()
+    result: list[Permit] = []
+
+    def other_thread() -> None:
+        async def run() -> None:
+            task = asyncio.create_task(limits.acquire("reports", timeout=30))
+            await asyncio.sleep(0)
+            queued.set()
+            result.append(await task)
+
+        asyncio.run(run())
+
+    try:
+        permit = first.run_until_complete(limits.acquire("reports"))
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        assert queued.wait(timeout=30)
+        assert limits.snapshot()["reports"].waiting["interactive"] == 1
+        permit.release()  # the place frees in this loop; the other loop's waiter goes
+        thread.join(timeout=30)
+    finally:
+        first.close()
+    assert len(result) == 1
+    assert limits.snapshot()["reports"].sent_in_window == 2
 
 
 def test_release_after_the_loop_closed_only_frees_the_place() -> None:
@@ -822,7 +911,7 @@ def test_property_any_arrivals_get_the_exact_work_conserving_schedule(
         assert order == sorted(order, key=arrivals.__getitem__)  # FIFO within a priority
     snap = limits.snapshot()["reports"]
     assert (snap.waiting, snap.in_flight) == ({"interactive": 0, "bulk": 0}, 0)
-    assert limits._states["reports"].timer is None
+    assert queue_of(limits).timer is None
 
 
 @pytest.mark.looptime
@@ -862,3 +951,93 @@ async def test_an_abandoned_wait_that_was_granted_returns_the_slot() -> None:
     await _abandon(granted)  # the caller went away before using it
     assert limits.snapshot()["reports"].sent_in_window == 0
     assert limits.snapshot()["reports"].in_flight == 0
+
+
+# -- reserved slots --------------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("bulk_max_wait", [60.0, 0.0])
+async def test_a_reserve_keeps_slots_for_interactive_calls_behind_a_bulk_backlog(
+    bulk_max_wait: float,
+) -> None:
+    limits = unlimited(reserve={"reports": 2}, bulk_max_wait=bulk_max_wait)
+    bulk: list[Grant] = []
+    interactive: list[Grant] = []
+    backlog = [
+        asyncio.create_task(acquire_at(limits, i, bulk, priority="bulk")) for i in range(24)
+    ]
+    await asyncio.gather(
+        acquire_at(limits, 100, interactive, at=1),
+        acquire_at(limits, 101, interactive, at=30),
+        acquire_at(limits, 102, interactive, at=61),
+    )
+    await asyncio.gather(*backlog)
+    # Bulk holds at most 8 of every minute's 10 (counting the dashboard's calls), aged
+    # or not, so two places stay free at every moment: the dashboard never waits.
+    assert times_of(bulk)[:9] == [0.0] * 8 + [60.0]
+    assert times_of(interactive) == [1.0, 30.0, 61.0]
+    assert max_in_any_window(times_of(bulk), 60) == 8
+    assert max_in_any_window(times_of(bulk) + times_of(interactive), 60) <= 10
+    assert limits.snapshot()["reports"].reserve == 2
+
+
+@pytest.mark.looptime
+async def test_interactive_calls_may_use_the_whole_limit_with_a_reserve() -> None:
+    limits = unlimited(reserve={"reports": 3})
+    log: list[Grant] = []
+    await asyncio.gather(*(acquire_at(limits, i, log) for i in range(11)))
+    assert times_of(log) == [0.0] * 10 + [60.0]
+
+
+@pytest.mark.looptime
+async def test_a_server_budget_keeps_the_reserve_for_interactive_calls() -> None:
+    limits = unlimited(reserve={"reports": 2})
+    await limits.observe("reports", ServerFeedback(200, remaining=2, reset_after=30))
+    loop = asyncio.get_running_loop()
+    bulk = asyncio.create_task(limits.acquire("reports", priority="bulk"))
+    first = await limits.acquire("reports")
+    assert first.granted_at == 0  # an interactive call spends the reserved budget
+    assert (await bulk).granted_at == 30  # bulk waits for the server's reset
+    assert loop.time() == 30
+
+
+@pytest.mark.parametrize(
+    ("reserve", "field"),
+    [
+        ({"reports": 10}, "reserve.reports"),
+        ({"reports": -1}, "reserve.reports"),
+        ({"reports": 1.5}, "reserve.reports"),
+        ({"reports": True}, "reserve.reports"),
+        ({"sites": 1}, "reserve"),
+        (2, "reserve"),
+    ],
+)
+def test_an_invalid_reserve_is_refused(reserve: Any, field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        RateLimits(reserve=reserve)
+    assert caught.value.field == field
+
+
+def test_grant_times_go_on_across_fake_clocks_and_real_loops() -> None:
+    limits = unlimited(reports=(2, 60))
+    first = looptime.new_event_loop()
+    try:
+        for _ in range(2):
+            first.run_until_complete(limits.acquire("reports"))
+        first.run_until_complete(asyncio.sleep(50))  # fake time: instant
+    finally:
+        first.close()
+    second = looptime.new_event_loop()  # a new fake clock, starting at 0 again
+    try:
+        # The window remembers grants 50 s old, not grants "in the future".
+        with pytest.raises(AcquireTimeoutError) as caught:
+            second.run_until_complete(limits.acquire("reports", timeout=1))
+        assert caught.value.next_slot_in is not None
+        assert 9 < caught.value.next_slot_in <= 10
+        permit = second.run_until_complete(limits.acquire("reports", timeout=11))
+        assert permit.granted_at >= 60
+    finally:
+        second.close()
+    # A real loop afterwards: the slot taken at limiter time ~60 still counts.
+    assert limits.snapshot()["reports"].sent_in_window >= 1

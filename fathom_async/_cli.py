@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ._client import FathomClient
+from ._dates import parse_report_time
 from ._exceptions import FathomError, ValidationError
 from ._filters import Filter
 from ._scheduler import RateLimits
@@ -291,13 +292,11 @@ def aggregate(settings: Settings, entity: str, site_id: str | None, entity_id: s
     _run(work)
 
 
-def _when(value: str | None, field: str) -> date | str | None:
-    if value is None or len(value) != 10:
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(field, value, "YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS'") from None
+def _when(value: str | None, field: str) -> str | None:
+    """A --from/--to value, read by the library's own parser (so both accept the same)."""
+    if value is not None and parse_report_time(value, end=False) is None:
+        raise ValidationError(field, value, "YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS'")
+    return value
 
 
 @cli.command()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from datetime import date, datetime, tzinfo
+from typing import TypeVar
+from zoneinfo import ZoneInfoNotFoundError
 
+from ._dates import parse_report_time, whole_day, zone
 from ._exceptions import ValidationError
 
 __all__ = [
@@ -26,7 +28,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_REPORT_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -97,10 +98,10 @@ def check_report_time(field: str, value: object, *, end: bool, tz: str | None) -
     """A report bound as a naive wall-clock datetime in the report's timezone.
 
     Reports are computed in the site's timezone (or `timezone=`), so a naive datetime
-    or `YYYY-MM-DD HH:MM:SS` string is taken as that wall clock. A `date` means the
-    whole day: 00:00:00 as a start, 23:59:59 as an end. An aware datetime is refused
-    unless `timezone=` says which wall clock to convert it to, because we cannot know
-    the site's timezone without a request.
+    or `YYYY-MM-DD HH:MM:SS` string is taken as that wall clock. A `date` or a
+    `YYYY-MM-DD` string means the whole day: 00:00:00 as a start, 23:59:59 as an end.
+    An aware datetime is refused unless `timezone=` says which wall clock to convert
+    it to, because we cannot know the site's timezone without a request.
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
@@ -113,24 +114,20 @@ def check_report_time(field: str, value: object, *, end: bool, tz: str | None) -
             )
         return value.astimezone(_zone(tz)).replace(tzinfo=None, microsecond=0)
     if isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
-        return moment + timedelta(hours=23, minutes=59, seconds=59) if end else moment
-    if isinstance(value, str) and _REPORT_TIME.fullmatch(value):
-        try:
-            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            pass
-    raise ValidationError(field, value, "a datetime, a date or 'YYYY-MM-DD HH:MM:SS'")
+        return whole_day(value, end=end)
+    if isinstance(value, str):
+        moment = parse_report_time(value, end=end)
+        if moment is not None:
+            return moment
+    raise ValidationError(
+        field, value, "a datetime, a date, 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'"
+    )
 
 
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+def _zone(name: str) -> tzinfo:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        if name.upper() == "UTC":
-            return timezone.utc
+        return zone(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise ValidationError(
             "timezone", name, "a TZ database name such as 'Europe/Berlin'"
         ) from None

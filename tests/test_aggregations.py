@@ -60,6 +60,18 @@ def test_a_date_means_the_whole_day() -> None:
                                                       "2024-01-31 23:59:59")
 
 
+@pytest.mark.parametrize(
+    ("day", "zone"), [(date(2024, 2, 29), None), (date(2026, 11, 1), "America/New_York")]
+)
+def test_a_date_string_is_the_same_whole_day_as_a_date(day: date, zone: str | None) -> None:
+    text = day.isoformat()
+    assert params(date_from=text, date_to=text, timezone=zone) == params(
+        date_from=day, date_to=day, timezone=zone
+    )
+    query = params(date_from=text, date_to=text)
+    assert (query["date_from"], query["date_to"]) == (f"{text} 00:00:00", f"{text} 23:59:59")
+
+
 def test_filters_serialise_to_the_api_json_string() -> None:
     encoded = encode_filters([
         Filter("pathname", "is like", "/blog*"),
@@ -110,7 +122,14 @@ BAD_QUERIES: list[tuple[dict[str, Any], str]] = [
     ({"limit": 10.0}, "limit"),
     ({"timezone": "Nowhere/Else"}, "timezone"),
     ({"timezone": ""}, "timezone"),
-    ({"date_from": "2024-01-01"}, "date_from"),
+    ({"date_from": "2024-1-01"}, "date_from"),
+    ({"date_from": "2024-02-30"}, "date_from"),
+    ({"date_from": "20240101"}, "date_from"),
+    ({"date_from": "2024-01-01T00:00:00"}, "date_from"),
+    ({"date_from": "2024-01-01 00:00"}, "date_from"),
+    ({"date_from": " 2024-01-01"}, "date_from"),
+    ({"date_to": "2024-01-01\n"}, "date_to"),
+    ({"date_to": "\u0662\u0660\u0662\u0664-01-01"}, "date_to"),  # Arabic-Indic digits
     ({"date_from": "2024-02-30 00:00:00"}, "date_from"),
     ({"date_from": 1704067200}, "date_from"),
     ({"date_to": "yesterday"}, "date_to"),
@@ -159,6 +178,44 @@ def test_exactly_seven_days_of_hours_is_allowed() -> None:
     with pytest.raises(ValidationError):
         params(date_grouping="hour", date_from=start,
                date_to=start + timedelta(days=7, seconds=1))
+
+
+# New York falls back on 2026-11-01 (02:00 happens twice): this wall-clock week
+# lasts 7 days and an hour; the week of the spring change (2026-03-08) 7 days less one.
+FALL_WEEK = {"date_grouping": "hour", "date_from": "2026-10-29 00:00:00",
+             "date_to": "2026-11-05 00:00:00"}
+
+
+def test_a_week_across_a_dst_fall_back_is_too_long_for_hours_in_that_zone() -> None:
+    with pytest.raises(ValidationError) as info:
+        params(**FALL_WEEK, timezone="America/New_York")
+    assert info.value.field == "date_grouping"
+    assert "elapsed" in str(info.value)
+    shorter = params(**{**FALL_WEEK, "date_to": "2026-11-04 23:00:00"},
+                     timezone="America/New_York")
+    assert shorter["date_to"] == "2026-11-04 23:00:00"
+    assert params(**FALL_WEEK)["date_grouping"] == "hour"  # no zone: the wall clock counts
+    params(**FALL_WEEK, timezone="Europe/Berlin")  # no change there that week
+
+
+def test_a_week_and_an_hour_across_the_spring_change_is_seven_days_elapsed() -> None:
+    spring = {"date_grouping": "hour", "date_from": "2026-03-05 00:00:00",
+              "date_to": "2026-03-12 01:00:00"}
+    params(**spring, timezone="America/New_York")
+    with pytest.raises(ValidationError):
+        params(**spring)
+
+
+def test_an_open_range_ends_now_on_the_site_clock() -> None:
+    start = datetime(2024, 6, 8, 12)  # NOW is 2024-06-15 12:00 UTC
+    with pytest.raises(ValidationError):  # 7 days and 2 hours on Berlin's clock
+        params(date_grouping="hour", date_from=start, timezone="Europe/Berlin")
+    params(date_grouping="hour", date_from=start + timedelta(hours=2), timezone="Europe/Berlin")
+    params(date_grouping="hour", date_from=start, timezone="America/New_York")  # 6 d 20 h
+    # no zone: only what is too long even on the westmost clock (UTC - 12 h) is refused
+    params(date_grouping="hour", date_from=start - timedelta(hours=12))
+    with pytest.raises(ValidationError):
+        params(date_grouping="hour", date_from=start - timedelta(hours=12, seconds=1))
 
 
 def test_the_hour_rule_can_be_left_to_a_splitting_plan() -> None:

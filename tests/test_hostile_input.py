@@ -182,8 +182,8 @@ BAD_INPUT = [
         entity="pageview", site_id=SITE, aggregates="visits", limit=1001),
         "report-limit-over-1000"),
     case("date_from", lambda f: f.aggregations.query(
-        entity="pageview", site_id=SITE, aggregates="visits", date_from="2024-01-01"),
-        "date-without-time"),
+        entity="pageview", site_id=SITE, aggregates="visits", date_from="2024-1-01"),
+        "date-not-zero-padded"),
     case("date_from", lambda f: f.aggregations.query(
         entity="pageview", site_id=SITE, aggregates="visits", date_from="2024-02-30 00:00:00"),
         "date-feb-30"),
@@ -537,7 +537,7 @@ def test_aggregations_and_current_visitors_raise_only_typed_errors_on_any_body(
     async def run() -> None:
         fathom = FathomClient(TOKEN, rate_limits=None, strict=strict)
 
-        async def answer(request: ApiRequest) -> Any:
+        async def answer(request: ApiRequest, **_: Any) -> Any:
             return body
 
         fathom._request = answer  # type: ignore[method-assign]

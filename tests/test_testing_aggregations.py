@@ -15,7 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fathom_async import FathomClient, ValidationError
+from fathom_async._dates import TIME_FORMAT, hour_range_fits
 from fathom_async.testing import Completion, FakeFathom, Pageview, Store
+from fathom_async.testing._errors import ApiError
 from fathom_async.testing._reports import (
     FILTERABLE,
     GROUPABLE,
@@ -219,6 +222,110 @@ async def test_date_range_is_inclusive(reports: Reports, site: str) -> None:
     assert rows == [{"pageviews": "2"}]
 
 
+async def test_a_date_without_a_time_is_midnight(reports: Reports, site: str) -> None:
+    # the site's views: one on 2024-02-03 at 23:30, three on 2024-03-01 from 10:00
+    common = {"entity": "pageview", "entity_id": site, "aggregates": "pageviews"}
+    assert await reports.aggregate(**common, date_from="2024-03-01") == [{"pageviews": "3"}]
+    assert await reports.aggregate(**common, date_to="2024-03-01") == [{"pageviews": "1"}]
+    assert await reports.aggregate(**common, date_from="2024-02-03", date_to="2024-03-02") == (
+        await reports.aggregate(
+            **common, date_from="2024-02-03 00:00:00", date_to="2024-03-02 00:00:00"
+        )
+    )
+    # one day in both bounds, as callers of the live API send it: midnight to midnight
+    assert await reports.aggregate(**common, date_from="2024-03-01", date_to="2024-03-01") == [
+        {"pageviews": "0"}
+    ]
+    hours = await reports.aggregate(
+        **common, date_grouping="hour", date_from="2024-02-25", date_to="2024-03-03"
+    )
+    assert hours == [{"pageviews": "3", "date": "2024-03-01 10:00:00"}]
+
+
+# (date_from, date_to, timezone) around the 7-day rule for hour grouping
+HOUR_RULE_EDGES = [
+    ("2024-02-01 00:00:00", "2024-02-08 00:00:00", "UTC"),
+    ("2024-02-01 00:00:00", "2024-02-08 00:00:01", "UTC"),
+    # New York falls back on 2026-11-01 (01:00-02:00 twice) and springs forward on
+    # 2026-03-08 (02:00-03:00 never happens)
+    ("2026-10-29 00:00:00", "2026-11-05 00:00:00", "America/New_York"),
+    ("2026-10-29 00:00:00", "2026-11-04 23:00:00", "America/New_York"),
+    ("2026-10-29 00:00:00", "2026-11-04 23:00:01", "America/New_York"),
+    ("2026-10-25 01:30:00", "2026-11-01 01:30:00", "America/New_York"),
+    ("2026-10-25 01:30:01", "2026-11-01 01:30:01", "America/New_York"),
+    ("2026-03-05 00:00:00", "2026-03-12 01:00:00", "America/New_York"),
+    ("2026-03-05 00:00:00", "2026-03-12 01:00:01", "America/New_York"),
+    ("2026-03-01 02:30:00", "2026-03-08 02:30:00", "America/New_York"),
+    ("2026-03-01 03:30:00", "2026-03-08 02:30:00", "America/New_York"),
+    # Lord Howe Island moves its clock by half an hour (back on 2026-04-05)
+    ("2026-04-02 00:00:00", "2026-04-09 00:00:00", "Australia/Lord_Howe"),
+    ("2026-04-02 00:00:00", "2026-04-08 23:30:00", "Australia/Lord_Howe"),
+]
+
+
+@pytest.mark.parametrize(("date_from", "date_to", "zone"), HOUR_RULE_EDGES)
+def test_the_hour_rule_is_counted_as_the_client_counts_it(
+    date_from: str, date_to: str, zone: str
+) -> None:
+    store = Store(seed=1, wall_clock=lambda: NOW)
+    install_functions(store.db)
+    query = parse_aggregation({
+        "entity": "pageview", "entity_id": "CDBUGS", "aggregates": "pageviews",
+        "date_grouping": "hour", "date_from": date_from, "date_to": date_to, "timezone": zone,
+    })
+    status = 200
+    try:
+        run_aggregation(store.db, query, site_id="CDBUGS", event_ids=(), zone_name=zone, now=NOW)
+    except ApiError as exc:
+        status = exc.status
+    finally:
+        store.close()
+    start, end = (datetime.strptime(text, TIME_FORMAT) for text in (date_from, date_to))
+    assert status == (200 if hour_range_fits(start, end, zone) else 400)
+
+
+async def test_functional_the_client_refuses_a_dst_week_the_emulator_would_refuse(
+    reports: Reports, fake: FakeFathom
+) -> None:
+    site_id = fake.store.add_site("East", timezone="America/New_York").id
+    got, body = await reports.get(
+        "/aggregations", entity="pageview", entity_id=site_id, aggregates="pageviews",
+        date_grouping="hour", date_from="2026-10-29 00:00:00", date_to="2026-11-05 00:00:00",
+    )
+    assert got == 400, body  # in the site's zone: 7 days and an hour
+
+    async with FathomClient(fake.token, base_url=fake.url, rate_limits=None) as fathom:
+
+        async def hours_until(date_to: str) -> None:
+            await fathom.aggregations.query(
+                entity="pageview", site_id=site_id, aggregates="pageviews",
+                date_grouping="hour", timezone="America/New_York",
+                date_from="2026-10-29 00:00:00", date_to=date_to,
+            )
+
+        sent = len(fake.store.requests)
+        with pytest.raises(ValidationError, match="date_grouping"):
+            await hours_until("2026-11-05 00:00:00")
+        assert len(fake.store.requests) == sent  # refused before any request
+        await hours_until("2026-11-04 23:00:00")
+        assert fake.store.requests[-1].status == 200
+
+
+async def test_functional_a_date_string_is_sent_as_the_whole_day(
+    fake: FakeFathom, site: str
+) -> None:
+    async with FathomClient(fake.token, base_url=fake.url, rate_limits=None) as fathom:
+        rows = await fathom.aggregations.query(
+            entity="pageview", site_id=site, aggregates="pageviews",
+            date_from="2024-03-01", date_to="2024-03-01",
+        )
+    assert [row.pageviews for row in rows] == [3]
+    sent = fake.store.requests[-1]
+    assert (sent.query["date_from"], sent.query["date_to"]) == (
+        "2024-03-01 00:00:00", "2024-03-01 23:59:59"
+    )
+
+
 async def test_empty_range_gives_zeros(reports: Reports, site: str) -> None:
     rows = await reports.aggregate(
         entity="pageview",
@@ -406,7 +513,9 @@ async def test_event_aggregates_by_id_and_by_name(reports: Reports, fake: FakeFa
         ({"limit": "0"}, 400),
         ({"limit": "1001"}, 400),
         ({"limit": "many"}, 400),
-        ({"date_from": "2024-03-01"}, 400),
+        ({"date_from": "2024-03-01T00:00:00"}, 400),
+        ({"date_from": "2024-03-01 00:00"}, 400),
+        ({"date_to": "2024-02-30"}, 400),
         ({"date_to": "yesterday"}, 400),
         ({"date_from": "2024-03-02 00:00:00", "date_to": "2024-03-01 00:00:00"}, 400),
         ({"timezone": "Mars/Olympus"}, 400),

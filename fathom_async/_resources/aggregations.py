@@ -10,17 +10,18 @@ whose numbers are strings (FACTS.md); the documented list wrapper is accepted to
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from datetime import timezone as dt_timezone
 from typing import Any
 
 from .._converter import Converter
+from .._dates import TIME_FORMAT, hour_range_fits, site_now, split_range
 from .._exceptions import APIResponseError, ValidationError
 from .._filters import Filter, encode_filters
 from .._frames import AggregationRows
 from .._models import AggregationRow
 from .._protocol import ApiRequest, encode_id, join_csv
-from .._reports import ReportPlan, check_max_age, run_aggregation, split_range
+from .._reports import ReportPlan, check_max_age, run_aggregation
 from .._rows import structure_rows
 from .._types import AGGREGATES, DATE_GROUPINGS, ENTITIES, FIELD_GROUPINGS, DateGrouping, Entity
 from .._validation import check_bool, check_choice, check_int, check_report_time, check_timezone
@@ -28,12 +29,8 @@ from ._base import Resource
 
 __all__ = ["AggregationsResource", "aggregation_plan", "aggregation_request"]
 
-MAX_HOUR_RANGE = timedelta(days=7)
 MAX_LIMIT = 1000
 DEFAULT_GROUPED_LIMIT = 500  # what the API sends when field_grouping is set
-# The site's local "now" can be at most 14 h ahead of UTC.
-_LOCAL_NOW_SLACK = timedelta(hours=14)
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def _check_target(
@@ -124,32 +121,38 @@ def aggregation_request(
     start = end = None
     if date_from is not None:
         start = check_report_time("date_from", date_from, end=False, tz=timezone)
-        query.append(("date_from", start.strftime(_TIME_FORMAT)))
+        query.append(("date_from", start.strftime(TIME_FORMAT)))
     if date_to is not None:
         end = check_report_time("date_to", date_to, end=True, tz=timezone)
-        query.append(("date_to", end.strftime(_TIME_FORMAT)))
+        query.append(("date_to", end.strftime(TIME_FORMAT)))
     if start is not None and end is not None and start > end:
-        raise ValidationError("date_to", date_to, f"not before date_from ({start:{_TIME_FORMAT}})")
+        raise ValidationError("date_to", date_to, f"not before date_from ({start:{TIME_FORMAT}})")
     if date_grouping == "hour" and check_hour_range:
-        _check_hour_range(start, end, now)
+        _check_hour_range(start, end, timezone, now)
     if limit is not None:
         query.append(("limit", str(check_int("limit", limit, 1, 1000))))
     return ApiRequest("GET", "/aggregations", "reports", query=tuple(query))
 
 
-def _check_hour_range(start: datetime | None, end: datetime | None, now: datetime | None) -> None:
+def _check_hour_range(
+    start: datetime | None, end: datetime | None, zone_name: str | None, now: datetime | None
+) -> None:
+    """The API's 7-day rule for hour grouping, counted as the splitter counts it.
+
+    Without `date_to` the range ends "now" on the site's clock: exactly known with
+    `timezone=`, else taken as the earliest any clock reads, so only a range too
+    long on every clock is refused.
+    """
     if start is None:
         raise ValidationError(
             "date_from", None, "a start within 7 days of date_to for hour grouping"
         )
     if end is None:
-        utc_now = now or datetime.now(dt_timezone.utc)
-        end = utc_now.replace(tzinfo=None) - _LOCAL_NOW_SLACK
-        if end - start <= MAX_HOUR_RANGE:
-            return
-    if end - start > MAX_HOUR_RANGE:
+        end = site_now(now or datetime.now(dt_timezone.utc), zone_name)
+    if not hour_range_fits(start, end, zone_name):
         raise ValidationError(
-            "date_grouping", "hour", "day, month or year for ranges over 7 days (API rule)"
+            "date_grouping", "hour",
+            "day, month or year for ranges over 7 days of elapsed time (API rule)",
         )
 
 
@@ -220,8 +223,8 @@ def _bounds(request: ApiRequest) -> tuple[datetime | None, datetime | None]:
     query = dict(request.query)
     start, end = query.get("date_from"), query.get("date_to")
     return (
-        datetime.strptime(start, _TIME_FORMAT) if start is not None else None,
-        datetime.strptime(end, _TIME_FORMAT) if end is not None else None,
+        datetime.strptime(start, TIME_FORMAT) if start is not None else None,
+        datetime.strptime(end, TIME_FORMAT) if end is not None else None,
     )
 
 
@@ -295,8 +298,10 @@ class AggregationsResource(Resource):
 
         Pageview reports name the site (`site_id`); event reports name the site and
         the event (`site_id` + `entity_name`, or the event's `entity_id`). Dates are
-        wall-clock times in the site's timezone: naive datetimes, `date`s (a whole
-        day) or `YYYY-MM-DD HH:MM:SS` strings.
+        wall-clock times in the site's timezone: naive datetimes,
+        `YYYY-MM-DD HH:MM:SS` strings, or a whole day as a `date` or a `YYYY-MM-DD`
+        string. Hour grouping allows at most 7 days of elapsed time: with
+        `timezone=`, a week across a DST fall-back (7 days and an hour) is too long.
 
         The rows are an `AggregationRows` list: `.to_pandas()`, `.to_polars()`,
         `.to_dicts()`, and `.truncated` when a call returned exactly `limit` rows.

@@ -151,7 +151,7 @@ class _Form:
         if value is not None:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: too long a name
                 self.fail(name, f"The {name} field must be a valid timezone.")
                 return None
         return value

@@ -98,6 +98,7 @@ _DATE_FORMATS = {
     "year": "%Y",
 }
 _TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+_DAY = "%Y-%m-%d"
 _HOUR_GROUPING_SPAN = timedelta(days=7)
 _INDEXED_SPAN = 31 * 86_400
 
@@ -133,15 +134,19 @@ def _split(value: str) -> tuple[str, ...]:
 
 
 def _parse_timestamp(params: Mapping[str, str], name: str) -> datetime | None:
+    """A bound as the API reads it: `Y-m-d H:i:s`, or a bare `Y-m-d` as that midnight.
+
+    Callers of the live API send bare dates in both bounds and get answers (FACTS.md).
+    """
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        return datetime.strptime(raw, _TIMESTAMP)
-    except ValueError:
-        raise ApiError.invalid(
-            name, f"The {name} field must match the format Y-m-d H:i:s."
-        ) from None
+    for layout in (_TIMESTAMP, _DAY):
+        try:
+            return datetime.strptime(raw, layout)
+        except ValueError:
+            continue
+    raise ApiError.invalid(name, f"The {name} field must match the format Y-m-d H:i:s.")
 
 
 def _parse_filters(raw: str, entity: Entity) -> tuple[Filter, ...]:
@@ -292,7 +297,7 @@ def parse_aggregation(params: Mapping[str, str]) -> AggregationQuery:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: too long for a path
         raise ApiError.invalid("timezone", "The timezone must be a valid zone.") from None
 
 

@@ -1,25 +1,41 @@
-"""`FathomClient`: configuration, the aiohttp session, and the one request layer.
+"""`FathomClient`: configuration, the aiohttp sessions, and the one request layer.
 
 Every call goes through `_request()`: wait for a slot in the endpoint's rate-limit
 bucket, send with the auth headers, read a bounded body, tell the limiter what the
 server said, map the status to a typed error, and retry what is safe to retry
-(each retry waits for its own slot). Resources only describe requests; this module
-is the only one that talks to aiohttp.
+(each retry waits for its own slot, out of the same `acquire_timeout`). Resources
+only describe requests; this module is the only one that talks to aiohttp.
+
+Loops and threads: a client can be made anywhere (at import time too) and used from
+any event loop, one after another (two `asyncio.run()` calls) or at once (a loop per
+thread). What belongs to a loop (the aiohttp session, the future that `close()`
+resolves, the report flights) is kept per running loop in a `_LoopState`, made there
+on first use, and closed there: when the loop shuts down, or by `close()` from
+whichever loop calls it.
+
+Nothing here sends a request that the limiter did not grant: aiohttp's own resend of
+a GET or DELETE on a stale kept-alive connection is off on the sessions we make and
+refused on a session you pass (`_SendOnce`); our retry layer sends again instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import hashlib
 import ipaddress
 import logging
 import os
 import platform
 import ssl
+import threading
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 import attrs
@@ -28,6 +44,7 @@ from yarl import URL
 
 from ._converter import Converter, get_converter
 from ._exceptions import (
+    AcquireTimeoutError,
     APIConnectionError,
     APIResponseError,
     APIStatusError,
@@ -37,6 +54,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._logging import logger, redact_headers, setup_logging
+from ._loops import PerLoop
 from ._protocol import (
     ApiRequest,
     decode_json,
@@ -49,11 +67,12 @@ from ._resources.events import EventsResource
 from ._resources.milestones import MilestonesResource
 from ._resources.sites import SitesResource
 from ._retry import RetryPolicy, Sleep
-from ._scheduler import PRIORITIES, Priority, RateLimitBackend, RateLimits
+from ._scheduler import PRIORITIES, Bucket, Permit, Priority, RateLimitBackend, RateLimits
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
     from tenacity import RetryCallState
 
     from ._reports import ReportCacheBackend, SingleFlight
@@ -181,8 +200,315 @@ class _Options:
     acquire_timeout: float | None
 
 
+# -- waiting for slots -------------------------------------------------------------------
+
+#: `acquire(priority, timeout)`: wait in the limiter for a slot of one bucket.
+Acquire = Callable[[Priority, "float | None"], Awaitable[Permit]]
+
+
+class SlotTerms(Protocol):
+    """How a call waits for rate-limit slots: at which priority, and for how long.
+
+    `_CallTerms` are one call's own; a report request shared by several callers has
+    theirs together (`_reports.SingleFlight`). The client tries for a free slot at
+    `priority` first and calls `wait()` only when there is none, once per attempt.
+    """
+
+    @property
+    def priority(self) -> Priority: ...
+
+    async def wait(self, bucket: Bucket, acquire: Acquire) -> Permit: ...
+
+
+class _CallTerms:
+    """One call's terms: its priority, and what is left of its `acquire_timeout`.
+
+    Every attempt's wait for a slot (in a bucket paused by a 429 too) spends the same
+    budget, so a call with retries never waits longer for slots in all than
+    `acquire_timeout`. Time spent sending, or sleeping between retries, is not slot
+    waiting and is not counted (`timeout` and `max_retries` bound those).
+    """
+
+    __slots__ = ("left", "priority", "timeout")
+
+    priority: Priority
+
+    def __init__(self, priority: Priority, timeout: float | None) -> None:
+        self.priority = priority
+        self.timeout = timeout
+        self.left = timeout
+
+    async def wait(self, bucket: Bucket, acquire: Acquire) -> Permit:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await acquire(self.priority, self.left)
+        except AcquireTimeoutError as exc:
+            if self.timeout is None or exc.timeout == self.timeout:
+                raise
+            # The limiter was given what was left; the caller set the whole budget.
+            raise AcquireTimeoutError(
+                exc.bucket, self.timeout, next_slot_in=exc.next_slot_in
+            ) from None
+        finally:
+            if self.left is not None:
+                self.left = max(0.0, self.left - (loop.time() - started))
+
+
+# -- sessions and other loop-bound things ----------------------------------------------------
+
+#: How long `close()` waits for another thread's running loop to close its session.
+_CLOSE_ELSEWHERE_WAIT = 5.0
+
+
+class _SendOnce:
+    """A per-request aiohttp middleware on a session you pass: the request goes out once.
+
+    aiohttp sends a GET or DELETE again, by itself, when a kept-alive connection turns
+    out closed: a send no rate-limit slot was granted for. Your session keeps that
+    behaviour for your own requests; for ours, the second pass through the middleware
+    chain raises the disconnect instead, and our retry layer sends again through the
+    limiter. It is the innermost middleware, so a middleware of yours that resends is
+    refused the same way.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        if self.sent:
+            raise aiohttp.ServerDisconnectedError(
+                "the connection closed; not sent again outside the rate limiter"
+            )
+        self.sent = True
+        return await handler(request)
+
+
+class _LoopState:
+    """What one event loop holds for a client.
+
+    The future that `close()` resolves to end the waits parked in this loop, the
+    loop's report flights, and its aiohttp session: the one you passed, or ours, made
+    when the first request needs it. Only ever used in its own loop; closed there
+    (`close()`), or let go of once the loop is closed (`release()`).
+    """
+
+    __slots__ = ("_session", "closing", "flights", "loop", "middlewares", "owns_session", "watch")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession | None
+    ) -> None:
+        self.loop = loop
+        self.owns_session = session is None
+        self._session = session
+        # Yours still run on our requests (aiohttp keeps no public accessor).
+        self.middlewares = tuple(getattr(session, "_middlewares", ()))
+        self.closing: asyncio.Future[None] = loop.create_future()
+        self.flights: SingleFlight | None = None
+        self.watch: AsyncGenerator[None, None] | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The session for this loop's requests (ours is made now, on first use)."""
+        session = self._session
+        if session is None:
+            session = self._session = aiohttp.ClientSession()
+            # aiohttp silently sends a GET or DELETE again when a kept-alive connection
+            # turns out closed: a send no rate-limit slot was granted for. Our retry
+            # layer does that instead, through the limiter.
+            session._retry_connection = False
+            self.watch = _watch_shutdown(self)
+        return session
+
+    @property
+    def made_session(self) -> aiohttp.ClientSession | None:
+        """The session, if there is one yet (none is made)."""
+        return self._session
+
+    def middlewares_for_request(self) -> Sequence[Any] | None:
+        """What to pass as `middlewares=` (None: the session's own, on ours)."""
+        if self.owns_session:
+            return None
+        return (*self.middlewares, _SendOnce())
+
+    async def close(self) -> None:
+        """End the waits parked in this loop and close our session (in this loop)."""
+        if not self.closing.done():
+            self.closing.set_result(None)
+        watch, self.watch = self.watch, None
+        if self.owns_session and self._session is not None:
+            await self._session.close()
+        if watch is not None:
+            await watch.aclose()
+
+    def release(self) -> None:
+        """Let go of the state of a loop that is closed already: nothing can be awaited."""
+        self.watch = None  # its loop is closed: dropping it runs nothing there
+        if self.owns_session and self._session is not None:
+            _close_without_loop(self._session)
+
+
+async def _until_shutdown(state: _LoopState) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        state.watch = None  # this generator is finishing: close() must not aclose() it
+        await state.close()
+
+
+def _watch_shutdown(state: _LoopState) -> AsyncGenerator[None, None] | None:
+    """An async generator that closes `state` when its loop shuts down, or None.
+
+    `asyncio.run()`, `asyncio.Runner` and pytest-asyncio call `shutdown_asyncgens()`
+    before closing a loop: the last moment anything can still be awaited in it, so a
+    client nobody closed does not leave its sockets open. The generator is run to its
+    `yield` right here, which registers it with the running loop.
+    """
+    if getattr(state.loop, "_asyncgens_shutdown_called", False):
+        return None  # too late to register (asyncio would warn); release() covers it
+    watch = _until_shutdown(state)
+    try:
+        watch.asend(None).send(None)
+    except StopIteration:
+        return watch
+    raise RuntimeError("the shutdown watcher did not stop at its yield")  # pragma: no cover
+
+
+def _close_without_loop(session: aiohttp.ClientSession) -> None:
+    """Close a session whose event loop is closed already, with no ResourceWarning.
+
+    Its kept-alive sockets are still open, but their loop can no longer run a close:
+    the sockets are closed directly (asyncio's transports, plain or TLS, keep them in
+    `_sock`), then the session's own close, which needs nothing awaited on a closed
+    loop, marks it closed. Best effort for other loop implementations.
+    """
+    connector = session.connector
+    if connector is None or connector.closed:
+        return
+    protocols = [proto for conns in getattr(connector, "_conns", {}).values() for proto, _ in conns]
+    protocols.extend(getattr(connector, "_acquired", ()))
+    for protocol in protocols:
+        transport = getattr(protocol, "transport", None)
+        inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        for layer in (transport, inner):
+            if layer is None:
+                continue
+            if hasattr(layer, "_ssl_protocol"):
+                layer._closed = True  # the TLS layer: its socket is the inner transport's
+            sock = getattr(layer, "_sock", None)
+            if sock is not None:
+                layer._sock = None
+                sock.close()
+    closing = session.close()
+    try:
+        closing.send(None)  # nothing in it waits once the loop is closed
+    except StopIteration:
+        return
+    closing.close()  # pragma: no cover - a connector that wanted to wait after all
+
+
+async def _close_in_its_loop(owner: asyncio.AbstractEventLoop, state: _LoopState) -> None:
+    """Close a state of another live loop (another thread's) in that loop.
+
+    Waits a little only if that loop is running; an idle loop closes it when it next
+    runs, or when it shuts down (the state's watcher).
+    """
+    here = asyncio.get_running_loop()
+    finished = asyncio.Event()
+
+    def done(_: object) -> None:
+        with contextlib.suppress(RuntimeError):  # our loop closed meanwhile
+            here.call_soon_threadsafe(finished.set)
+
+    def start() -> None:
+        owner.create_task(state.close()).add_done_callback(done)
+
+    try:
+        owner.call_soon_threadsafe(start)
+    except RuntimeError:  # it closed in the meantime
+        state.release()
+        return
+    if owner.is_running():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(finished.wait(), _CLOSE_ELSEWHERE_WAIT)
+
+
+def _check_session_loop(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    owner = getattr(session, "_loop", None)  # `session.loop` is deprecated
+    if owner is not None and owner is not loop:
+        raise ValidationError(
+            "session",
+            session,
+            "a session made in the event loop that uses the client; this one belongs to"
+            " another event loop (pass no session= and the client makes one per loop)",
+        )
+
+
+# -- the default limiter: one per token ---------------------------------------------------
+
+
+class _DefaultRateLimits:
+    """The process-wide `RateLimits` of each (token, base URL): what clients without
+    `rate_limits=` share, so two clients of one token do not each spend the budget.
+
+    Keyed by a keyed hash of the token (the token itself is never kept here). An
+    entry goes once no client uses it and its windows are empty (nothing of it would
+    matter to a new client), checked when another token comes along. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._salt = os.urandom(16)
+        self._entries: dict[tuple[str, str], tuple[RateLimits, weakref.WeakSet[_Shared]]] = {}
+
+    def get(self, token: str, base_url: str, user: _Shared) -> RateLimits:
+        digest = hashlib.blake2b(token.encode(), key=self._salt, digest_size=20).hexdigest()
+        key = (digest, base_url)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self._prune()
+                entry = self._entries[key] = (RateLimits(), weakref.WeakSet())
+            entry[1].add(user)
+        return entry[0]
+
+    def _prune(self) -> None:
+        for key, (limits, users) in list(self._entries.items()):
+            if not users and _idle(limits):
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _idle(limits: RateLimitBackend) -> bool:
+    return all(
+        bucket.sent_in_window == 0 and not bucket.paused and bucket.server_remaining is None
+        for bucket in limits.snapshot().values()
+    )
+
+
+_default_rate_limits = _DefaultRateLimits()
+
+
+def _forget_default_rate_limits() -> None:
+    """Empty the process-wide registry (tests: each starts with fresh budgets)."""
+    _default_rate_limits.clear()
+
+
+# -- what every view of one client shares ---------------------------------------------------
+
+
 class _Shared:
-    """What every view of one client shares: token, session, limiter, closed state."""
+    """What every view of one client shares: token, limiter, per-loop sessions, closed state."""
 
     def __init__(
         self,
@@ -197,17 +523,13 @@ class _Shared:
     ) -> None:
         self.token = token
         self.base_url = base_url
-        self.session = session
-        self.owns_session = session is None
+        self.user_session = session
         self.limiter = limiter
         self.converter = converter
         self.max_response_bytes = max_response_bytes
         self.report_cache = report_cache
-        self._in_flight: SingleFlight | None = None
         self.closed = False
-        # Waits for a slot or a retry's sleep race these futures (one per loop), which
-        # close() resolves (see park()).
-        self._closing: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
+        self._loops: PerLoop[_LoopState] = PerLoop(self._new_loop_state, _LoopState.release)
         self._urls: dict[str, URL] = {}
         self.sleep: Sleep = asyncio.sleep
         self.clock: Callable[[], float] = time.time
@@ -216,38 +538,52 @@ class _Shared:
             f" python/{platform.python_version()}"
         )
 
-    def get_session(self) -> aiohttp.ClientSession:
+    def _new_loop_state(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
         if self.closed:
             raise ClientClosedError("the client is closed; create a new FathomClient")
-        if self.session is None:
-            session = aiohttp.ClientSession()
-            # aiohttp silently sends a GET or DELETE again when a kept-alive connection
-            # turns out closed: a send no rate-limit slot was granted for. Our retry
-            # layer does that instead, through the limiter.
-            session._retry_connection = False
-            self.session = session
-        return self.session
+        if self.user_session is not None:
+            _check_session_loop(self.user_session, loop)
+        return _LoopState(loop, self.user_session)
+
+    def loop_state(self) -> _LoopState:
+        """The running loop's state (made now on first use in this loop)."""
+        if self.closed:
+            raise ClientClosedError("the client is closed; create a new FathomClient")
+        return self._loops.get()
+
+    def get_session(self) -> aiohttp.ClientSession:
+        """The running loop's session (made now on first use in this loop)."""
+        return self.loop_state().session
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The running loop's session if it has one (None outside a loop, or closed)."""
+        state = self._loops.peek()
+        return None if state is None else state.made_session
 
     @property
     def in_flight(self) -> SingleFlight:
-        """Identical report calls in flight share one request (made on first use)."""
-        if self._in_flight is None:
+        """Identical report calls in flight in this loop share one request."""
+        state = self.loop_state()
+        if state.flights is None:
             from ._reports import SingleFlight
 
-            self._in_flight = SingleFlight()
-        return self._in_flight
+            state.flights = SingleFlight()
+        return state.flights
 
     async def park(self, waiting: Awaitable[T], what: str) -> T:
         """Await a rate-limit slot or a retry's sleep, or ClientClosedError on close().
 
         These waits can last minutes and touch no socket, so closing the session
-        alone would not end them: the wait races a future that close() resolves.
-        Cancelling the caller still cancels the wait (and only that).
+        alone would not end them: the wait races the loop's future that close()
+        resolves. Cancelling the caller still cancels the wait (and only that).
         """
-        loop = asyncio.get_running_loop()
-        closing = self._closing.get(loop)
-        if closing is None:
-            closing = self._closing[loop] = loop.create_future()
+        try:
+            closing = self.loop_state().closing
+        except BaseException:
+            if asyncio.iscoroutine(waiting):
+                waiting.close()  # never started: no "never awaited" warning
+            raise
         inner = asyncio.ensure_future(waiting)
         try:
             racing: list[asyncio.Future[Any]] = [inner, closing]
@@ -261,13 +597,16 @@ class _Shared:
         raise ClientClosedError(f"the client was closed while {what}")
 
     async def close(self) -> None:
+        """Close every loop's state: this loop's here, others' in their own loop."""
         self.closed = True
-        for closing in self._closing.values():
-            if not closing.done() and not closing.get_loop().is_closed():
-                closing.set_result(None)
-        session, self.session = self.session, None
-        if session is not None and self.owns_session:
-            await session.close()
+        here = asyncio.get_running_loop()
+        for loop, state in self._loops.clear():
+            if loop is here:
+                await state.close()
+            elif loop.is_closed():
+                state.release()
+            else:
+                await _close_in_its_loop(loop, state)
 
     def url(self, path: str) -> URL:
         """The absolute URL of a path (kept: the same paths come back again and again)."""
@@ -300,9 +639,12 @@ class _Shared:
 class FathomClient:
     """An async client for the Fathom Analytics API.
 
-    Use it as an async context manager (or call `close()`); it owns its aiohttp
-    session unless you pass `session=`. Every call is rate limited per bucket
-    (`rate_limits=None` turns that off), retried when safe, and typed.
+    Use it as an async context manager (or call `close()`). Make it anywhere, at
+    import time too, and use it from any event loop: one after another, or at once
+    from several threads (a loop each). It makes an aiohttp session per event loop
+    on first use and closes it when that loop shuts down or on `close()`, unless you
+    pass `session=`. Every call is rate limited per bucket (`rate_limits=None` turns
+    that off), retried when safe, and typed.
 
     Args:
         token: the API token; defaults to `$FATHOM_API_TOKEN`. Never shown in any
@@ -312,13 +654,20 @@ class FathomClient:
         timeout: seconds per attempt, or an `aiohttp.ClientTimeout`.
         max_retries: retries after the first attempt for transient failures.
         rate_limits: a `RateLimits` (or another backend) shared by every client of
-            one Fathom user; the default is a fresh one with Fathom's limits.
-        session: your own `aiohttp.ClientSession`; we then never close it.
+            one Fathom user. The default is the process-wide `RateLimits` (Fathom's
+            limits) of this token and base URL, shared by every client made without
+            `rate_limits=`; None turns limiting off.
+        session: your own `aiohttp.ClientSession`; we then never close it, and the
+            client works only in the event loop the session belongs to. aiohttp's
+            resend of a GET or DELETE on a stale connection is refused for our
+            requests (our retries go through the limiter); yours keep it.
         priority: "interactive" (default) or "bulk", for the limiter's queues.
-        acquire_timeout: seconds to wait for a rate-limit slot before
+        acquire_timeout: the most seconds one call spends waiting for rate-limit
+            slots, over all its attempts (a bucket paused by a 429 counts), before
             `AcquireTimeoutError`; None waits as long as it takes.
-        max_retry_wait: the longest `Retry-After` we sleep through; a longer one is
-            raised as `RateLimitError` straight away.
+        max_retry_wait: the longest `Retry-After` we retry after; a longer one is
+            raised as `RateLimitError` straight away. With a limiter, the wait is
+            the bucket's pause (within `acquire_timeout`); without one, a sleep.
         strict: fail on unknown response fields (for tests that catch fixture drift).
         max_response_bytes: the largest body we read before giving up.
         report_cache: a `ReportCache()` (in memory) or `RedisReportCache(url)` to
@@ -344,7 +693,7 @@ class FathomClient:
     ) -> None:
         setup_logging()
         if isinstance(rate_limits, NotGiven):
-            limiter: RateLimitBackend | None = RateLimits()
+            limiter: RateLimitBackend | None = None  # the token's shared one, below
         elif rate_limits is None or isinstance(rate_limits, RateLimitBackend):
             limiter = rate_limits
         else:
@@ -381,8 +730,12 @@ class FathomClient:
             priority=priority,
             acquire_timeout=acquire_timeout,
             max_retry_wait=max_retry_wait,
+            rate_limited=rate_limits is not None,
         )
         self._is_view = False
+        if isinstance(rate_limits, NotGiven):  # only once every argument was accepted
+            shared = self._shared
+            shared.limiter = _default_rate_limits.get(shared.token, shared.base_url, shared)
 
     @staticmethod
     def _make_options(
@@ -392,13 +745,18 @@ class FathomClient:
         priority: object,
         acquire_timeout: object,
         max_retry_wait: object,
+        rate_limited: bool,
     ) -> _Options:
         wait = _check_optional_seconds("max_retry_wait", max_retry_wait)
         if wait is None:
             raise ValidationError("max_retry_wait", max_retry_wait, "a number of seconds >= 0")
         return _Options(
             timeout=_check_timeout(timeout),
-            retry=RetryPolicy(max_retries=_check_max_retries(max_retries), max_retry_wait=wait),
+            retry=RetryPolicy(
+                max_retries=_check_max_retries(max_retries),
+                max_retry_wait=wait,
+                rate_limited=rate_limited,
+            ),
             priority=_check_priority(priority),
             acquire_timeout=_check_optional_seconds("acquire_timeout", acquire_timeout),
         )
@@ -434,6 +792,7 @@ class FathomClient:
                 old.retry.max_retry_wait if isinstance(max_retry_wait, NotGiven)
                 else max_retry_wait
             ),
+            rate_limited=old.retry.rate_limited,
         )
         view._is_view = True
         return view
@@ -501,7 +860,7 @@ class FathomClient:
         )
 
     async def __aenter__(self) -> FathomClient:
-        self._shared.get_session()
+        self._shared.loop_state()  # the session now, and a session= of another loop fails here
         return self
 
     async def __aexit__(
@@ -513,7 +872,12 @@ class FathomClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session (if we made it). Calls in flight end with ClientClosedError."""
+        """Close the sessions we made, in every loop; calls in flight end with ClientClosedError.
+
+        Call it from any event loop: this loop's session is closed here, another
+        running loop's in that loop, and a closed loop's sockets are let go of
+        directly. A view's `close()` does nothing (it owns nothing).
+        """
         if not self._is_view:
             await self._shared.close()
 
@@ -523,14 +887,21 @@ class FathomClient:
     def _converter(self) -> Converter:
         return self._shared.converter
 
-    async def _request(self, request: ApiRequest) -> Any:
-        """Send one described request with limiting, retries and error mapping."""
+    async def _request(self, request: ApiRequest, *, slots: SlotTerms | None = None) -> Any:
+        """Send one described request with limiting, retries and error mapping.
+
+        `slots` are the terms on which its attempts wait for rate-limit slots: by
+        default this view's priority and `acquire_timeout`, one budget for all.
+        """
         shared = self._shared
         if shared.closed:
             raise ClientClosedError("the client is closed; create a new FathomClient")
-        policy = self._options.retry
+        options = self._options
+        if slots is None:
+            slots = _CallTerms(options.priority, options.acquire_timeout)
+        policy = options.retry
         try:
-            return await self._attempt(request, 1)
+            return await self._attempt(request, 1, slots)
         except FathomError as exc:
             if policy.max_retries == 0 or not policy.should_retry(request, exc):
                 raise
@@ -546,7 +917,9 @@ class FathomClient:
         )
         async for attempt in retrying:
             with attempt:
-                result = await self._attempt(request, attempt.retry_state.attempt_number + 1)
+                result = await self._attempt(
+                    request, attempt.retry_state.attempt_number + 1, slots
+                )
         return result
 
     async def _sleep_unless_closed(self, seconds: float) -> None:
@@ -575,21 +948,33 @@ class FathomClient:
 
         return log
 
-    async def _attempt(self, request: ApiRequest, attempt: int) -> Any:
+    def _acquire(
+        self, limiter: RateLimitBackend, bucket: Bucket, priority: Priority, timeout: float | None
+    ) -> Awaitable[Permit]:
+        return self._shared.park(
+            limiter.acquire(bucket, priority=priority, timeout=timeout),
+            "this call waited for a rate-limit slot",
+        )
+
+    async def _attempt(self, request: ApiRequest, attempt: int, slots: SlotTerms) -> Any:
         shared = self._shared
-        session = shared.get_session()
+        state = shared.loop_state()  # before any slot is taken: a wrong loop fails here
+        session = state.session
+        if session.closed:
+            raise ClientClosedError(
+                "the event loop is shutting down; the client's session here is closed"
+                if state.owns_session
+                else "the aiohttp session passed as session= is closed"
+            )
         limiter = shared.limiter
         options = self._options
         permit = None
         if limiter is not None:
-            permit = limiter.try_acquire(request.bucket, priority=options.priority)
-        if limiter is not None and permit is None:
-            permit = await shared.park(
-                limiter.acquire(
-                    request.bucket, priority=options.priority, timeout=options.acquire_timeout
-                ),
-                "this call waited for a rate-limit slot",
-            )
+            permit = limiter.try_acquire(request.bucket, priority=slots.priority)
+            if permit is None:
+                permit = await slots.wait(
+                    request.bucket, functools.partial(self._acquire, limiter, request.bucket)
+                )
         url = shared.url(request.path)
         headers = shared.headers(request)
         if logger.isEnabledFor(10):
@@ -608,6 +993,8 @@ class FathomClient:
                     headers=headers,
                     timeout=options.timeout,
                     allow_redirects=False,
+                    raise_for_status=False,  # whatever a session you passed says
+                    middlewares=state.middlewares_for_request(),
                 ) as response:
                     status = response.status
                     response_headers = response.headers

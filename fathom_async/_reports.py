@@ -1,9 +1,13 @@
 """Reports on a budget of ten calls a minute: sharing, caching and splitting them.
 
-- Single flight: identical report requests in flight at the same time (same
-  normalised query, same token, same strictness) share one request and one
-  result. A caller that is cancelled leaves the others waiting; only when every
-  caller has gone is the request itself cancelled. An error reaches every caller.
+- Single flight: identical report requests in flight at the same time in one
+  event loop (same normalised query, same token, same strictness) share one
+  request and one result, and each caller keeps its own terms: the request waits
+  for slots at the highest priority among its callers and as long as the most
+  patient one may, each caller's `acquire_timeout` counts the slot waiting done
+  while it is there, and a caller that is cancelled leaves the others waiting.
+  Only when every caller has gone is the request cancelled (and forgotten at once:
+  nobody joins a cancelled request). An error reaches every caller.
 - Cache (optional, `FathomClient(report_cache=ReportCache())`): answers are kept
   as the decoded JSON under a hash of the token and the normalised query. What is
   cached (see `ReportCacheBackend`): an aggregation whose `date_to` is over an
@@ -12,11 +16,11 @@
   passes `max_age=`. Per call, `cache=False` bypasses the cache and `max_age=s`
   accepts only an answer at most `s` seconds old (and keeps the fresh one at
   least that long).
-- Splitting: the range arithmetic behind `aggregations.query(split=True)` and
-  `aggregations.plan()`: hour-grouped ranges over 7 days, and date-grouped ranges
-  with more periods than one call's `limit`, become consecutive sub-ranges that
-  start on a period boundary, run through the client (so through the rate-limit
-  scheduler) and are merged in order.
+- Splitting: `aggregations.query(split=True)` and `aggregations.plan()`:
+  hour-grouped ranges over 7 days, and date-grouped ranges with more periods than
+  one call's `limit`, become consecutive sub-ranges that start on a period
+  boundary (the arithmetic is `_dates`'), run through the client (so through the
+  rate-limit scheduler) and are merged in order.
 
 This module never builds a request itself (resources describe them) and never
 sends one except through `FathomClient._request`.
@@ -34,18 +38,23 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from zoneinfo import ZoneInfo
 
 import attrs
 
-from ._exceptions import ValidationError
+from ._dates import TIME_FORMAT, halve_range, split_range
+from ._dates import zone as _zone
+from ._exceptions import AcquireTimeoutError, ValidationError
 from ._frames import AggregationRows
 from ._logging import logger
 from ._models import AggregationRow
 from ._protocol import ApiRequest
+from ._redis_client import RedisConnector
 
 if TYPE_CHECKING:
-    from ._client import FathomClient
+    from redis.asyncio import Redis
+
+    from ._client import Acquire, FathomClient, SlotTerms
+    from ._scheduler import Bucket, Permit, Priority
 
 __all__ = [
     "CacheStats",
@@ -66,9 +75,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-MAX_HOUR_SPAN = timedelta(days=7)
-_SECOND = timedelta(seconds=1)
 # A range that ended less than this long ago may still gain visits (or change
 # their duration and bounce), so it is not yet "closed".
 _SETTLE = timedelta(hours=1)
@@ -95,16 +101,164 @@ def request_key(token: str, request: ApiRequest) -> str:
 # -- single flight -------------------------------------------------------------------
 
 
-class _Flight(Generic[T]):
-    __slots__ = ("task", "waiters")
+#: Slack for timers, which may fire a little before their time.
+_EARLY = 1e-6
 
-    def __init__(self, task: asyncio.Future[T]) -> None:
-        self.task = task
-        self.waiters = 0
+
+class _Caller:
+    """One caller of a shared run, on its own terms."""
+
+    __slots__ = ("joined", "priority", "timeout")
+
+    def __init__(self, priority: Priority, timeout: float | None, joined: float) -> None:
+        self.priority = priority
+        self.timeout = timeout
+        self.joined = joined  # the run's slot-wait clock when this caller came
+
+    def deadline(self) -> float | None:
+        """When its `acquire_timeout` is spent, on the run's slot-wait clock."""
+        return None if self.timeout is None else self.joined + self.timeout
+
+
+class _Flight(Generic[T]):
+    """One shared run and the terms of everyone waiting for its answer.
+
+    It is the run's `SlotTerms`: each attempt waits for its slot at the highest
+    priority among the callers (when that changes during the wait, the wait is given
+    up, a slot granted meanwhile goes back, and it is asked again) and for as long as
+    the most patient caller still may. The run's slot-wait clock (`waited()`)
+    advances only while it waits for a slot; each caller's `acquire_timeout` is
+    spent on that clock from the moment it joined.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.task: asyncio.Future[T] | None = None
+        self.callers: list[_Caller] = []
+        self.bucket: Bucket = "reports"
+        self._interactive = 0
+        self._waited = 0.0
+        self._since: float | None = None  # loop time the current slot wait began
+        self._changed: asyncio.Future[None] = loop.create_future()
+
+    # -- terms ------------------------------------------------------------------
+
+    @property
+    def priority(self) -> Priority:
+        return "bulk" if self.callers and not self._interactive else "interactive"
+
+    def waited(self) -> float:
+        """Seconds the run has waited for slots so far."""
+        if self._since is None:
+            return self._waited
+        return self._waited + self.loop.time() - self._since
+
+    def _deadline(self) -> float | None:
+        """The most patient caller's deadline on the slot-wait clock (None: none)."""
+        deadlines = [caller.deadline() for caller in self.callers]
+        if not deadlines or None in deadlines:
+            return None
+        return max(deadline for deadline in deadlines if deadline is not None)
+
+    def _signal(self) -> None:
+        """Wake whoever watches the terms or the slot wait."""
+        changed, self._changed = self._changed, self.loop.create_future()
+        changed.set_result(None)
+
+    def join(self, priority: Priority, timeout: float | None) -> _Caller:
+        before = self.priority
+        caller = _Caller(priority, timeout, self.waited())
+        self.callers.append(caller)
+        self._interactive += priority == "interactive"
+        if self.priority != before:
+            self._signal()
+        return caller
+
+    def leave(self, caller: _Caller) -> bool:
+        """Take a caller off; whether nobody is left to want the answer."""
+        before = self.priority
+        self.callers.remove(caller)
+        self._interactive -= caller.priority == "interactive"
+        if not self.callers:
+            return True
+        if self.priority != before:
+            self._signal()
+        return False
+
+    # -- the run's side: waiting for slots ---------------------------------------------
+
+    async def wait(self, bucket: Bucket, acquire: Acquire) -> Permit:
+        """Wait for a slot on the callers' terms (called by the client per attempt)."""
+        self.bucket = bucket
+        self._since = self.loop.time()
+        self._signal()  # the callers' clocks run from now
+        try:
+            while True:
+                priority, deadline = self.priority, self._deadline()
+                patience = None if deadline is None else max(0.0, deadline - self.waited())
+                attempt = asyncio.ensure_future(acquire(priority, patience))
+                if not await self._settled(attempt, priority):
+                    continue  # given up: asked again at the new priority
+                try:
+                    return attempt.result()
+                except AcquireTimeoutError:
+                    later = self._deadline()
+                    if deadline is not None and (later is None or later > deadline + _EARLY):
+                        continue  # a more patient caller came meanwhile
+                    raise
+        finally:
+            self._waited = self.waited()
+            self._since = None
+            self._signal()
+
+    async def _settled(self, attempt: asyncio.Future[Permit], priority: Priority) -> bool:
+        """Wait for `attempt`; False when it was given up for a change of priority."""
+        from ._client import _abandon  # cancels it; a slot granted meanwhile goes back
+
+        while not attempt.done():
+            changed = self._changed
+            try:
+                await asyncio.wait((attempt, changed), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                await _abandon(attempt)
+                raise
+            if not attempt.done() and self.priority != priority:
+                await _abandon(attempt)
+                return False
+        return True
+
+    # -- a caller's side ----------------------------------------------------------------
+
+    async def answer(self, caller: _Caller) -> T:
+        """The run's result, or AcquireTimeoutError once this caller's own budget is
+        spent while the run waits for a slot."""
+        task = self.task
+        assert task is not None
+        deadline = caller.deadline()
+        while not task.done():
+            changed = self._changed
+            timeout = None
+            if deadline is not None and self._since is not None:
+                timeout = deadline - self.waited()
+                if timeout <= _EARLY:
+                    raise AcquireTimeoutError(self.bucket, deadline - caller.joined)
+            await asyncio.wait((task, changed), timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        try:
+            return task.result()
+        except AcquireTimeoutError as exc:  # the run's: no caller had more patience
+            if caller.timeout is None or exc.timeout == caller.timeout:
+                raise
+            raise AcquireTimeoutError(
+                exc.bucket, caller.timeout, next_slot_in=exc.next_slot_in
+            ) from None
 
 
 class SingleFlight:
-    """Identical calls in flight at once share one run; `run()` joins or starts it."""
+    """Identical calls in flight at once share one run; `run()` joins or starts it.
+
+    Keep one per event loop (the client does): a run and its callers are one loop's.
+    """
 
     def __init__(self) -> None:
         self._flights: dict[Hashable, _Flight[Any]] = {}
@@ -114,24 +268,45 @@ class SingleFlight:
     def __len__(self) -> int:
         return len(self._flights)
 
-    async def run(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """The result of the run for `key`: the one in flight, or a new `start()`."""
+    async def run(
+        self,
+        key: Hashable,
+        start: Callable[[SlotTerms], Coroutine[Any, Any, T]],
+        *,
+        priority: Priority = "interactive",
+        acquire_timeout: float | None = None,
+    ) -> T:
+        """The result of the run for `key`: the one in flight, or a new `start(terms)`.
+
+        `start` gets the run's slot terms, for `FathomClient._request(slots=...)`.
+        This caller's `priority` counts towards the run's while it waits; its
+        `acquire_timeout` bounds the time the run spends waiting for slots while it
+        is there (then `AcquireTimeoutError` for this caller only); cancelling it
+        cancels only its own wait, or the run when it was the last one there.
+        """
+        loop = asyncio.get_running_loop()
         flight: _Flight[T] | None = self._flights.get(key)
-        if flight is None or flight.task.get_loop() is not asyncio.get_running_loop():
-            flight = _Flight(asyncio.ensure_future(start()))
+        if flight is None or flight.loop is not loop or flight.task is None or flight.task.done():
+            flight = _Flight(loop)
+            caller = flight.join(priority, acquire_timeout)  # its terms before the run starts
+            task: asyncio.Future[T] = asyncio.ensure_future(start(flight))
+            flight.task = task
             self._flights[key] = flight
-            flight.task.add_done_callback(functools.partial(self._forget, key, flight))
+            task.add_done_callback(functools.partial(self._forget, key, flight))
             self.started += 1
         else:
+            caller = flight.join(priority, acquire_timeout)
+            task = flight.task
             self.joined += 1
-        flight.waiters += 1
         try:
-            # shield: cancelling one caller must not cancel the run the others await
-            return await asyncio.shield(flight.task)
+            return await flight.answer(caller)
         finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
-                flight.task.cancel()  # nobody is left to want the answer
+            if flight.leave(caller) and not task.done():
+                # Nobody is left to want the answer: forget the run before cancelling
+                # it, so that a caller arriving now starts afresh instead of joining it.
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+                task.cancel()
 
     def _forget(self, key: Hashable, flight: _Flight[Any], task: asyncio.Future[Any]) -> None:
         if self._flights.get(key) is flight:
@@ -288,51 +463,57 @@ class RedisReportCache(ReportCacheBackend):
     is stamped with the Unix time so `max_age=` works across processes. Keys are
     `prefix` + a hash of the token and the query: no token or site id is readable
     in Redis.
+
+    Made from a URL, the cache works in any event loop (one Redis client per loop,
+    made on first use), and `aclose()` may be called from any of them. Each call
+    to Redis gives up after `connect_timeout` / `socket_timeout` seconds, so a Redis
+    that stops answering costs a cache error, and the report goes to the API. A
+    client you pass in belongs to the loop it is used in, and its own timeouts apply.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: Any = None,
+        client: Redis | None = None,
         prefix: str = "fathom-async:",
         ttl: float = 3600.0,
         open_ttl: float = 0.0,
+        connect_timeout: float = 2.0,
+        socket_timeout: float = 5.0,
     ) -> None:
         super().__init__(ttl=ttl, open_ttl=open_ttl)
         if (url is None) == (client is None):
             raise ValidationError("url", url, "a redis:// URL or client=..., exactly one")
         if url is not None and not isinstance(url, str):
             raise ValidationError("url", url, "a redis:// URL")
+        field = "url" if url is not None else "client"
+        try:
+            # a missing extra or a bad URL fails here, not as cache errors later
+            self._connector = RedisConnector(
+                url if url is not None else client,  # type: ignore[arg-type]
+                connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
+            )
+        except ValidationError as exc:
+            if exc.field != "url_or_client":
+                raise
+            raise ValidationError(field, exc.value, exc.allowed) from None
         self.prefix = prefix
-        self._url = url
-        self._client = client
-        self._owns_client = client is None
-        if url is not None:
-            _redis_module()  # a missing extra fails here, not as cache errors later
         self.clock: Callable[[], float] = time.time
 
     def __repr__(self) -> str:
         return f"<RedisReportCache prefix={self.prefix!r} ttl={self.ttl:g}s>"
 
-    def _redis(self) -> Any:
-        if self._client is None:
-            self._client = _redis_module().Redis.from_url(self._url)
-        return self._client
-
     async def aclose(self) -> None:
-        """Close the connection pool (only if we made the client)."""
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            await client.aclose()
-        elif client is not None:
-            self._client = client
+        """Close the clients made from the URL, in every loop; a client passed in stays open."""
+        await self._connector.aclose()
 
     def _now(self) -> float:
         return self.clock()
 
     async def _load(self, key: str) -> tuple[float, Any] | None:
-        raw = await self._redis().get(self.prefix + key)
+        raw = await self._connector.client().get(self.prefix + key)
         if raw is None:
             return None
         entry = json.loads(raw)
@@ -340,17 +521,7 @@ class RedisReportCache(ReportCacheBackend):
 
     async def _store(self, key: str, value: Any, ttl: float) -> None:
         payload = json.dumps({"t": self._now(), "v": value}, separators=(",", ":"))
-        await self._redis().set(self.prefix + key, payload, px=max(int(ttl * 1000), 1))
-
-
-def _redis_module() -> Any:
-    try:
-        import redis.asyncio
-    except ImportError:
-        raise ImportError(
-            "RedisReportCache needs redis: pip install 'fathom-async[redis]'"
-        ) from None
-    return redis.asyncio
+        await self._connector.client().set(self.prefix + key, payload, px=max(int(ttl * 1000), 1))
 
 
 # -- one report request: cache, single flight, structure ---------------------------------
@@ -410,14 +581,20 @@ async def fetch_report(
         if found is not None:
             return structure(found)
 
-    async def send() -> T:
-        data = await client._request(request)
+    async def send(slots: SlotTerms) -> T:
+        data = await client._request(request, slots=slots)
         result = structure(data)  # a body we cannot read is never kept
         if backend is not None and keep > 0:
             await backend.set(key, data, ttl=keep)
         return result
 
-    return await shared.in_flight.run((key, shared.converter.strict), send)
+    options = client._options  # each caller's own terms, kept while it shares the run
+    return await shared.in_flight.run(
+        (key, shared.converter.strict),
+        send,
+        priority=options.priority,
+        acquire_timeout=options.acquire_timeout,
+    )
 
 
 # -- splitting -----------------------------------------------------------------------
@@ -439,139 +616,6 @@ class ReportPlan:
     date_grouping: str | None
     reason: str
     requests: tuple[ApiRequest, ...] = attrs.field(repr=False, eq=False)
-
-
-def _zone(name: str) -> Any:
-    if name.upper() == "UTC":
-        return timezone.utc
-    return ZoneInfo(name)
-
-
-def _floor(moment: datetime, grouping: str) -> datetime:
-    if grouping == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if grouping == "day":
-        return day
-    if grouping == "month":
-        return day.replace(day=1)
-    return day.replace(month=1, day=1)
-
-
-def _add(moment: datetime, grouping: str, count: int) -> datetime:
-    """`moment` (a period start) plus `count` periods, or datetime.max past the calendar."""
-    try:
-        if grouping == "hour":
-            return moment + timedelta(hours=count)
-        if grouping == "day":
-            return moment + timedelta(days=count)
-        if grouping == "month":
-            months = moment.year * 12 + moment.month - 1 + count
-            return moment.replace(year=months // 12, month=months % 12 + 1)
-        return moment.replace(year=moment.year + count)
-    except (OverflowError, ValueError):
-        return datetime.max
-
-
-def _periods(start: datetime, end: datetime, grouping: str) -> int:
-    """How many periods (rows per group) the range [start, end] touches."""
-    first, last = _floor(start, grouping), _floor(end, grouping)
-    if grouping == "hour":
-        return (last - first) // timedelta(hours=1) + 1
-    if grouping == "day":
-        return (last - first).days + 1
-    if grouping == "month":
-        return (last.year - first.year) * 12 + last.month - first.month + 1
-    return last.year - first.year + 1
-
-
-def _elapsed(start: datetime, end: datetime, zone: Any) -> timedelta:
-    if zone is None:
-        return end - start
-    return end.replace(tzinfo=zone).astimezone(timezone.utc) - start.replace(
-        tzinfo=zone
-    ).astimezone(timezone.utc)
-
-
-def _unclear(moment: datetime, zone: Any) -> bool:
-    """A wall-clock time that a DST change skips or repeats in `zone`."""
-    if zone is None:
-        return False
-    early = moment.replace(tzinfo=zone, fold=0)
-    late = moment.replace(tzinfo=zone, fold=1)
-    return early.utcoffset() != late.utcoffset()
-
-
-def _fits(start: datetime, end: datetime, grouping: str, limit: int, zone: Any) -> bool:
-    if grouping == "hour" and (
-        end - start > MAX_HOUR_SPAN or _elapsed(start, end, zone) > MAX_HOUR_SPAN
-    ):
-        return False
-    return _periods(start, end, grouping) <= limit
-
-
-def _boundary(start: datetime, grouping: str, limit: int, zone: Any) -> datetime:
-    """Where the first sub-range of a split starting at `start` should end (exclusive)."""
-    base = _floor(start, grouping)
-    step = min(limit, 168) if grouping == "hour" else limit
-    boundary = _add(base, grouping, step)
-    if grouping == "hour":
-        # at most 7 days on the wall clock (the API's rule) and in elapsed time
-        # (should the API count that way across a DST change)
-        while boundary - _SECOND > start and _elapsed(start, boundary - _SECOND, zone) > (
-            MAX_HOUR_SPAN
-        ):
-            boundary = _add(boundary, grouping, -1)
-    # Never cut at a time the DST change skips or repeats: the API would have to
-    # guess which instant we meant, and could drop or double an hour.
-    candidate = boundary
-    while candidate > start and (_unclear(candidate, zone) or _unclear(candidate - _SECOND, zone)):
-        candidate = _add(candidate, grouping, -1)
-    return candidate if candidate > start else boundary
-
-
-def split_range(
-    start: datetime,
-    end: datetime,
-    grouping: str,
-    limit: int,
-    timezone_name: str | None = None,
-) -> list[tuple[datetime, datetime]]:
-    """Consecutive [from, to] ranges (wall clock, inclusive, 1 s apart) covering [start, end].
-
-    Each range is valid for one call: for hour grouping at most 7 days (both on the
-    wall clock and, when the timezone is known, in elapsed time); for every
-    grouping at most `limit` periods. Ranges after the first start on a period
-    boundary, so no period's row is split between two calls, and never at a wall
-    clock time a DST change skips or repeats.
-    """
-    zone = _zone(timezone_name) if timezone_name is not None else None
-    ranges: list[tuple[datetime, datetime]] = []
-    while not _fits(start, end, grouping, limit, zone):
-        boundary = _boundary(start, grouping, limit, zone)
-        if boundary > end:  # pragma: no cover - _fits() said the rest does not fit
-            break
-        ranges.append((start, boundary - _SECOND))
-        start = boundary
-    ranges.append((start, end))
-    return ranges
-
-
-def halve_range(
-    start: datetime, end: datetime, grouping: str, timezone_name: str | None = None
-) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]] | None:
-    """[start, end] cut in two on a period boundary, or None for a single period."""
-    periods = _periods(start, end, grouping)
-    if periods < 2:
-        return None
-    zone = _zone(timezone_name) if timezone_name is not None else None
-    middle = _add(_floor(start, grouping), grouping, periods // 2)
-    candidate = middle
-    while candidate > start and (_unclear(candidate, zone) or _unclear(candidate - _SECOND, zone)):
-        candidate = _add(candidate, grouping, -1)
-    if candidate > start:
-        middle = candidate
-    return (start, middle - _SECOND), (middle, end)
 
 
 async def gather_all(awaitables: Sequence[Awaitable[T]]) -> list[T]:

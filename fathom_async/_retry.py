@@ -6,6 +6,11 @@ exponential backoff (a random wait between 0 and `base * 2**n`, capped), or exac
 `max_retry_wait` is raised as `RateLimitError` at once rather than slept through:
 a web request should not hang for an hour.
 
+With a rate limiter (`rate_limited`), a 429 is not slept here at all: the limiter
+has paused the whole bucket (`observe()`), and the next attempt waits for its slot
+there, within what is left of the call's `acquire_timeout`. Sleeping the
+`Retry-After` here as well would wait twice, and outside that deadline.
+
 A create (a POST that makes a new object) is replayed only when the request surely
 never reached the server (the connection was not made, or the server answered 429).
 After a timeout, a reset or a 5xx the object may exist, and a duplicate site is worse
@@ -47,6 +52,8 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
     max_retry_wait: float = 60.0
+    #: A rate limiter paces the attempts (it pauses the bucket on a 429).
+    rate_limited: bool = False
 
     def should_retry(self, request: ApiRequest, exc: BaseException) -> bool:
         if isinstance(exc, RateLimitError):
@@ -62,8 +69,11 @@ class RetryPolicy:
 
     def delay(self, attempt: int, exc: BaseException | None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            return exc.retry_after
+        if isinstance(exc, RateLimitError):
+            if self.rate_limited:
+                return 0.0  # the limiter's pause is the wait, counted in acquire_timeout
+            if exc.retry_after is not None:
+                return exc.retry_after
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 

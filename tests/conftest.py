@@ -36,6 +36,7 @@ import pytest  # noqa: E402
 from aioresponses import aioresponses as _aioresponses  # noqa: E402
 
 from fathom_async import FathomClient  # noqa: E402
+from fathom_async._client import _forget_default_rate_limits  # noqa: E402
 
 TOKEN = "test-token-9f8e7d6c5b4a-SECRET"
 BASE = "https://api.usefathom.com/v1"
@@ -70,6 +71,18 @@ def calls(api: _aioresponses) -> list[tuple[str, str, dict[str, Any]]]:
         for (method, request_url), recorded in api.requests.items()
         for call in recorded
     ]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_rate_limits() -> Iterator[None]:
+    """Every test starts with untouched budgets.
+
+    Clients made without `rate_limits=` share a process-wide `RateLimits` per token
+    and base URL, so a test's calls would otherwise count in the next test's window.
+    """
+    _forget_default_rate_limits()
+    yield
+    _forget_default_rate_limits()
 
 
 @pytest.fixture(autouse=True)

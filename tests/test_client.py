@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import logging
+import threading
 import warnings
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -28,6 +31,7 @@ from fathom_async import (
     ServerError,
     ValidationError,
 )
+from fathom_async._client import _default_rate_limits
 from tests.conftest import BASE, TOKEN, calls, url
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -136,6 +140,86 @@ async def test_default_limits_are_fathoms_and_none_turns_them_off() -> None:
         assert (snapshot["reports"].limit, snapshot["reports"].period) == (10, 60)
     async with FathomClient(TOKEN, rate_limits=None) as client:
         assert client.rate_limits is None
+
+
+# -- the default limiter: one budget per token ---------------------------------------
+
+
+async def test_clients_of_one_token_and_api_share_one_default_limiter() -> None:
+    own = RateLimits()
+    one, two = FathomClient(TOKEN), FathomClient(TOKEN)
+    other_token = FathomClient("another-token")
+    other_api = FathomClient(TOKEN, base_url="http://127.0.0.1:9/v1")
+    explicit = FathomClient(TOKEN, rate_limits=own)
+    off = FathomClient(TOKEN, rate_limits=None)
+    assert isinstance(one.rate_limits, RateLimits)
+    assert one.rate_limits is two.rate_limits
+    assert one.with_options(priority="bulk").rate_limits is one.rate_limits
+    assert other_token.rate_limits is not one.rate_limits
+    assert other_api.rate_limits is not one.rate_limits
+    assert explicit.rate_limits is own  # an explicit one still wins
+    assert off.rate_limits is None  # and None still turns limiting off
+    for client in (one, two, other_token, other_api, explicit, off):
+        await client.close()
+
+
+async def test_two_clients_of_one_token_spend_one_budget(api: aioresponses) -> None:
+    api.get(url("/account"), payload=sample("account.json"), repeat=True)
+    async with FathomClient(TOKEN) as one, FathomClient(TOKEN) as two:
+        await one.account.get()
+        await two.account.get()
+        assert one.rate_limits is not None
+        assert one.rate_limits.snapshot()["entity"].sent_in_window == 2
+
+
+def test_the_default_limiter_registry_keeps_no_token() -> None:
+    client = FathomClient(TOKEN)
+    assert len(_default_rate_limits) == 1
+    kept = repr(_default_rate_limits._entries) + repr(list(_default_rate_limits._entries))
+    assert TOKEN not in kept
+    assert hashlib.sha256(TOKEN.encode()).hexdigest() not in kept  # a keyed hash, not a bare one
+    assert client.rate_limits is not None
+
+
+def test_a_client_with_bad_arguments_takes_no_default_limiter() -> None:
+    with pytest.raises(ValidationError):
+        FathomClient(TOKEN, max_retries=-1)
+    assert len(_default_rate_limits) == 0
+
+
+def test_clients_made_in_many_threads_at_once_share_one_default_limiter() -> None:
+    barrier = threading.Barrier(8)
+    found: list[object] = []
+
+    def make() -> None:
+        barrier.wait()
+        for _ in range(50):
+            found.append(FathomClient(TOKEN).rate_limits)
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(found) == 400
+    assert len({id(limits) for limits in found}) == 1
+
+
+async def test_an_unused_idle_default_limiter_is_let_go(api: aioresponses) -> None:
+    api.get(url("/account"), payload=sample("account.json"), repeat=True)
+    async with FathomClient("token-spent") as spent:
+        await spent.account.get()  # a grant in its window: still matters
+    idle = FathomClient("token-idle")  # never used: nothing in its windows
+    in_use = FathomClient("token-in-use")
+    del spent, idle
+    gc.collect()
+    newcomer = FathomClient("token-new")  # a new token: the registry tidies up
+    assert len(_default_rate_limits) == 3  # spent, in use, new; not idle
+    again = FathomClient("token-spent")
+    assert again.rate_limits is not None
+    assert again.rate_limits.snapshot()["entity"].sent_in_window == 1  # the budget was kept
+    for client in (in_use, newcomer, again):
+        await client.close()
 
 
 # -- headers, account, token ----------------------------------------------------------

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aioresponses import CallbackResult, aioresponses
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fathom_async import (
+    AcquireTimeoutError,
     AggregationRows,
     BadRequestError,
     CacheStats,
     FathomClient,
+    RateLimits,
     ReportCache,
     ValidationError,
 )
+from fathom_async._dates import hour_range_fits
 from fathom_async._protocol import ApiRequest
 from fathom_async._reports import (
     SingleFlight,
@@ -30,7 +36,7 @@ from fathom_async._reports import (
     request_key,
     split_range,
 )
-from fathom_async._resources.aggregations import aggregation_plan
+from fathom_async._resources.aggregations import aggregation_plan, aggregation_request
 from tests.conftest import TOKEN, calls, url
 
 PAST: dict[str, Any] = {"date_from": date(2020, 1, 1), "date_to": date(2020, 1, 31)}
@@ -179,14 +185,302 @@ async def test_an_error_reaches_every_waiter(api: aioresponses, fathom: FathomCl
 async def test_single_flight_starts_again_on_another_loop() -> None:
     flight = SingleFlight()
     other = asyncio.new_event_loop()
-    flight._flights["k"] = _Flight(other.create_future())  # left over from another loop
+    flight._flights["k"] = _Flight(other)  # left over from another loop
 
-    async def answer() -> int:
+    async def answer(terms: object) -> int:
         return 5
 
     assert await flight.run("k", answer) == 5
     assert flight.started == 1
     other.close()
+
+
+# -- single flight: every caller keeps its own terms ----------------------------------------
+#
+# A reports window of one slot per 10 s, its slot spent at t=0 by another query, makes
+# the shared request wait for a slot until t=10 (looptime: fake seconds, at once).
+
+OTHER: dict[str, Any] = {**REPORT, "site_id": "OTHER"}
+
+
+def soon(call: Any) -> asyncio.Future[tuple[float, Any]]:
+    """Run a call; its outcome is (loop time when it ended, its result or error)."""
+    loop = asyncio.get_running_loop()
+
+    async def timed() -> tuple[float, Any]:
+        try:
+            result = await call
+        except Exception as exc:
+            result = exc
+        return round(loop.time(), 3), result
+
+    return asyncio.ensure_future(timed())
+
+
+@contextlib.asynccontextmanager
+async def full_window(api: aioresponses) -> AsyncIterator[FathomClient]:
+    """A client whose reports window is full until t=10 (call it at t=0)."""
+    api.get(url("/aggregations"), payload=[{"pageviews": "7"}], repeat=True)
+    async with FathomClient(TOKEN, rate_limits=RateLimits(reports=(1, 10)), strict=True) as client:
+        assert asyncio.get_running_loop().time() == 0
+        await client.aggregations.query(**OTHER)  # the window's one slot, at t=0
+        yield client
+
+
+@pytest.mark.looptime
+async def test_a_joiner_without_a_deadline_is_not_failed_by_the_starters(
+    api: aioresponses,
+) -> None:
+    async with full_window(api) as fathom:
+        hasty = fathom.with_options(acquire_timeout=1)
+        starter = soon(hasty.aggregations.query(**REPORT))
+        joiner = soon(fathom.aggregations.query(**REPORT))
+        (ended, error), (answered, rows) = await asyncio.gather(starter, joiner)
+        assert fathom._shared.in_flight.joined == 1
+    assert isinstance(error, AcquireTimeoutError)
+    assert (ended, error.timeout) == (1.0, 1.0)
+    assert (answered, rows[0].pageviews) == (10.0, 7)
+    assert len(calls(api)) == 2  # OTHER, then the shared one
+
+
+@pytest.mark.looptime
+async def test_a_joiner_keeps_its_own_short_acquire_timeout(api: aioresponses) -> None:
+    async with full_window(api) as fathom:
+        starter = soon(fathom.aggregations.query(**REPORT))
+        joiner = soon(fathom.with_options(acquire_timeout=1).aggregations.query(**REPORT))
+        (answered, rows), (ended, error) = await asyncio.gather(starter, joiner)
+    assert isinstance(error, AcquireTimeoutError)
+    assert ended == 1.0  # not 10: the starter's patience is not the joiner's
+    assert (answered, rows[0].pageviews) == (10.0, 7)
+
+
+@pytest.mark.looptime
+async def test_a_joiners_budget_counts_the_slot_wait_from_when_it_joined(
+    api: aioresponses,
+) -> None:
+    async with full_window(api) as fathom:
+        starter = soon(fathom.aggregations.query(**REPORT))
+        await asyncio.sleep(6)
+        enough = soon(fathom.with_options(acquire_timeout=5).aggregations.query(**REPORT))
+        short = soon(fathom.with_options(acquire_timeout=3).aggregations.query(**REPORT))
+        results = await asyncio.gather(starter, enough, short)
+    assert [ended for ended, _ in results] == [10.0, 10.0, 9.0]
+    assert isinstance(results[2][1], AcquireTimeoutError)
+    assert results[1][1][0].pageviews == 7
+    assert len(calls(api)) == 2
+
+
+@pytest.mark.looptime
+async def test_a_lone_caller_fails_at_once_when_the_slot_lies_past_its_deadline(
+    api: aioresponses,
+) -> None:
+    # Holds with a limiter that fails at once when the next slot is past the deadline.
+    async with full_window(api) as fathom:
+        hasty = fathom.with_options(acquire_timeout=3)
+        ended, error = await soon(hasty.aggregations.query(**REPORT))
+    assert isinstance(error, AcquireTimeoutError)
+    assert (ended, error.timeout) == (0.0, 3.0)
+    assert error.next_slot_in == pytest.approx(10.0, abs=0.01)
+    assert len(calls(api)) == 1
+
+
+@pytest.mark.looptime
+async def test_time_spent_sending_is_not_slot_waiting(api: aioresponses) -> None:
+    async def slow(request_url: Any, **kwargs: Any) -> CallbackResult:
+        await asyncio.sleep(10)
+        return CallbackResult(payload=[{"pageviews": "7"}])  # type: ignore[arg-type]
+
+    api.get(url("/aggregations"), callback=slow)
+    async with FathomClient(TOKEN, rate_limits=RateLimits(), strict=True) as fathom:
+        starter = soon(fathom.aggregations.query(**REPORT))
+        await asyncio.sleep(1)
+        joiner = soon(fathom.with_options(acquire_timeout=0.5).aggregations.query(**REPORT))
+        results = await asyncio.gather(starter, joiner)
+    assert [(ended, rows[0].pageviews) for ended, rows in results] == [(10.0, 7), (10.0, 7)]
+
+
+@pytest.mark.looptime
+async def test_an_interactive_joiner_lifts_a_bulk_request_out_of_the_backlog(
+    api: aioresponses,
+) -> None:
+    async with full_window(api) as fathom:
+        bulk = fathom.with_options(priority="bulk")
+        backlog = [soon(bulk.aggregations.query(**{**REPORT, "site_id": f"B{n}"}))
+                   for n in range(3)]
+        await asyncio.sleep(0.5)
+        shared = soon(bulk.aggregations.query(**REPORT))
+        await asyncio.sleep(0.5)
+        dashboard = soon(fathom.aggregations.query(**REPORT))
+        (shared_at, _), (dashboard_at, rows) = await asyncio.gather(shared, dashboard)
+        assert (shared_at, dashboard_at, rows[0].pageviews) == (10.0, 10.0, 7)  # not 40
+        assert [ended for ended, _ in await asyncio.gather(*backlog)] == [20.0, 30.0, 40.0]
+        assert fathom.rate_limits is not None
+        snapshot = fathom.rate_limits.snapshot()["reports"]
+    assert len(calls(api)) == 5
+    assert (snapshot.waiting, snapshot.in_flight) == ({"interactive": 0, "bulk": 0}, 0)
+
+
+@pytest.mark.looptime
+async def test_the_request_goes_back_to_bulk_when_its_interactive_caller_leaves(
+    api: aioresponses,
+) -> None:
+    async with full_window(api) as fathom:
+        bulk = fathom.with_options(priority="bulk")
+        backlog = [soon(bulk.aggregations.query(**{**REPORT, "site_id": f"B{n}"}))
+                   for n in range(2)]
+        await asyncio.sleep(0.5)
+        shared = soon(bulk.aggregations.query(**REPORT))
+        dashboard = asyncio.ensure_future(fathom.aggregations.query(**REPORT))
+        await asyncio.sleep(1)
+        dashboard.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await dashboard
+        shared_at, rows = await shared
+        assert [ended for ended, _ in await asyncio.gather(*backlog)] == [10.0, 20.0]
+    assert (shared_at, rows[0].pageviews) == (30.0, 7)  # behind the bulk work queued first
+
+
+@pytest.mark.looptime
+async def test_a_slot_granted_as_the_priority_rises_is_given_back_and_taken_again(
+    api: aioresponses,
+) -> None:
+    async with full_window(api) as fathom:
+        shared = soon(fathom.with_options(priority="bulk").aggregations.query(**REPORT))
+        await asyncio.sleep(1)
+        flight = next(iter(fathom._shared.in_flight._flights.values()))
+        joined: list[Any] = []
+        # At the moment the slot opens: the bulk wait may be granted in that very step.
+        asyncio.get_running_loop().call_at(
+            10.0, lambda: joined.append(flight.join("interactive", None))
+        )
+        shared_at, rows = await shared
+        flight.leave(joined[0])
+        assert fathom.rate_limits is not None
+        snapshot = fathom.rate_limits.snapshot()["reports"]
+    assert (shared_at, rows[0].pageviews) == (10.0, 7)
+    assert snapshot.sent_in_window == 1  # in this window: the shared request, once
+    assert (snapshot.waiting, snapshot.in_flight) == ({"interactive": 0, "bulk": 0}, 0)
+    assert len(calls(api)) == 2
+
+
+async def test_a_caller_never_joins_a_request_being_cancelled(
+    api: aioresponses, fathom: FathomClient
+) -> None:
+    release, sent = asyncio.Event(), asyncio.Event()
+    seen: list[str] = []
+
+    async def answer(request_url: Any, **kwargs: Any) -> CallbackResult:
+        seen.append("sent")
+        sent.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await asyncio.sleep(0.05)  # letting go of a connection takes a moment
+            raise
+        return CallbackResult(payload=[{"pageviews": "7"}])  # type: ignore[arg-type]
+
+    api.get(url("/aggregations"), callback=answer, repeat=True)
+    first = asyncio.ensure_future(fathom.aggregations.query(**REPORT))
+    await sent.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert seen == ["sent", "cancelled"]  # the request is still winding down
+    release.set()
+    rows = await fathom.aggregations.query(**REPORT)  # its own request, not a CancelledError
+    assert rows[0].pageviews == 7
+    assert seen == ["sent", "cancelled", "sent"]
+    assert fathom._shared.in_flight.started == 2
+
+
+async def test_a_run_being_cancelled_is_forgotten_at_once() -> None:
+    flight = SingleFlight()
+    started, cleaning = asyncio.Event(), asyncio.Event()
+
+    async def slow(terms: object) -> int:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaning.set()
+            await asyncio.sleep(0.05)
+        return 1
+
+    async def quick(terms: object) -> int:
+        return 2
+
+    first = asyncio.ensure_future(flight.run("k", slow))
+    await started.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert len(flight) == 0
+    assert cleaning.is_set()
+    assert await flight.run("k", quick) == 2
+    assert flight.started == 2
+
+
+# -- single flight: the run's terms, without a client -------------------------------------------
+
+
+async def until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def test_a_run_asks_again_when_the_highest_priority_among_its_callers_changes() -> None:
+    loop = asyncio.get_running_loop()
+    flight: _Flight[int] = _Flight(loop)
+    starter = flight.join("bulk", 30.0)
+    asked: list[tuple[str, float | None]] = []
+    grant: asyncio.Future[Any] = loop.create_future()
+
+    async def acquire(priority: Any, timeout: float | None) -> Any:
+        asked.append((priority, timeout))
+        calls = sum(1 for what, _ in asked if what != "gave up")
+        try:
+            return await (grant if calls == 3 else loop.create_future())
+        except asyncio.CancelledError:
+            asked.append(("gave up", None))
+            raise
+
+    waiting = asyncio.ensure_future(flight.wait("reports", acquire))
+    await until(lambda: len(asked) == 1)
+    hurry = flight.join("interactive", None)
+    await until(lambda: len(asked) == 3)
+    flight.leave(hurry)
+    await until(lambda: len(asked) == 5)
+    grant.set_result("permit")
+    assert await waiting == cast(Any, "permit")
+    patience = pytest.approx(30.0, abs=1.0)  # the starter's, less the time waited
+    assert asked == [("bulk", patience), ("gave up", None), ("interactive", None),
+                     ("gave up", None), ("bulk", patience)]
+    assert flight.leave(starter) is True
+
+
+async def test_a_caller_leaving_without_changing_the_priority_leaves_the_wait_alone() -> None:
+    loop = asyncio.get_running_loop()
+    flight: _Flight[int] = _Flight(loop)
+    flight.join("interactive", None)
+    other = flight.join("bulk", None)
+    asked: list[str] = []
+    grant = loop.create_future()
+
+    async def acquire(priority: Any, timeout: float | None) -> Any:
+        asked.append(priority)
+        return await grant
+
+    waiting = asyncio.ensure_future(flight.wait("reports", acquire))
+    await asyncio.sleep(0)
+    assert flight.leave(other) is False
+    await asyncio.sleep(0)
+    grant.set_result("permit")
+    assert await waiting == cast(Any, "permit")
+    assert asked == ["interactive"]
 
 
 async def test_gather_all_cancels_the_rest_on_the_first_error() -> None:
@@ -527,6 +821,53 @@ def test_halving_cuts_on_a_period_boundary() -> None:
     )
     assert berlin is not None
     assert berlin[1][0] == datetime(2024, 10, 27, 1)
+
+
+def test_a_week_across_a_fall_back_is_split_where_the_request_check_refuses_it() -> None:
+    # New York repeats 01:00-02:00 on 2026-11-01: 7 wall-clock days, 169 h elapsed
+    start, end = datetime(2026, 10, 29), datetime(2026, 11, 5)
+    assert split_range(start, end, "hour", 1000) == [(start, end)]
+    assert split_range(start, end, "hour", 1000, "America/New_York") == [
+        (start, datetime(2026, 11, 4, 22, 59, 59)),
+        (datetime(2026, 11, 4, 23), end),
+    ]
+    plan = aggregation_plan(**REPORT, date_grouping="hour", date_from="2026-10-29 00:00:00",
+                            date_to="2026-11-05 00:00:00", timezone="America/New_York")
+    assert plan.calls == 2
+    with pytest.raises(ValidationError):
+        aggregation_plan(**REPORT, date_grouping="hour", date_from=start, date_to=end,
+                         timezone="America/New_York", split=False)
+
+
+ZONES = [None, "UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2026, 12, 31)),
+    span=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40)),
+    zone_name=st.sampled_from(ZONES),
+    limit=st.sampled_from([5, 24, 168, 1000]),
+)
+def test_every_split_hour_range_passes_the_request_check(
+    start: datetime, span: timedelta, zone_name: str | None, limit: int
+) -> None:
+    start = start.replace(microsecond=0, fold=0)
+    end = (start + span).replace(microsecond=0)
+    ranges = split_range(start, end, "hour", limit, zone_name)
+    assert (ranges[0][0], ranges[-1][1]) == (start, end)
+    assert all(nxt[0] - prev[1] == S for prev, nxt in itertools.pairwise(ranges))
+    pieces = list(ranges)
+    for first, last in ranges:
+        halves = halve_range(first, last, "hour", zone_name)
+        pieces += list(halves or ())
+    for first, last in pieces:
+        assert first <= last
+        assert hour_range_fits(first, last, zone_name)
+        aggregation_request(  # raises ValidationError if the check disagreed
+            **REPORT, date_grouping="hour", date_from=first, date_to=last,
+            timezone=zone_name, limit=limit,
+        )
 
 
 # -- splitting: plans and runs -------------------------------------------------------------

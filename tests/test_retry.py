@@ -64,3 +64,26 @@ def test_backoff_is_full_jitter_and_capped() -> None:
 
 def test_retry_after_is_honoured_exactly() -> None:
     assert policy.wait_for(_state(1, RateLimitError("x", retry_after=12.5))) == 12.5
+
+
+def test_with_a_limiter_a_429_is_not_slept_here() -> None:
+    # The limiter paused the bucket on the 429 (observe); the next attempt waits for
+    # its slot there, within the call's acquire_timeout, not in a sleep on top.
+    limited = RetryPolicy(max_retries=3, max_retry_wait=60, rate_limited=True)
+    assert limited.delay(1, RateLimitError("x", retry_after=12.5)) == 0.0
+    assert limited.delay(2, RateLimitError("x", retry_after=None)) == 0.0
+    assert limited.wait_for(_state(1, RateLimitError("x", retry_after=30))) == 0.0
+
+
+def test_with_a_limiter_other_failures_still_back_off() -> None:
+    limited = RetryPolicy(max_retries=3, rate_limited=True, backoff_base=4, backoff_cap=4)
+    waits = [limited.delay(1, ServerError("x", status_code=503)) for _ in range(200)]
+    assert all(0 <= wait <= 4 for wait in waits)
+    assert max(waits) > 2
+
+
+def test_a_retry_after_over_max_retry_wait_is_never_retried_with_or_without_a_limiter() -> None:
+    for rate_limited in (False, True):
+        strict = RetryPolicy(max_retry_wait=60, rate_limited=rate_limited)
+        assert not strict.should_retry(READ, RateLimitError("x", retry_after=61))
+        assert strict.should_retry(READ, RateLimitError("x", retry_after=60))

@@ -389,7 +389,11 @@ async def fallen_back_waiter(limits: RedisRateLimits) -> asyncio.Task[Permit]:
     return waiting
 
 
-async def test_the_fallback_starts_from_this_process_own_grants(make: Make) -> None:
+async def three_grants_then_redis_dies(
+    make: Make, feedback: ServerFeedback | None = None
+) -> tuple[RedisRateLimits, list[Permit]]:
+    """Limits of 5 an hour on a Redis of their own: 3 grants (and `feedback`), then
+    the server is killed; the limits fall back locally and never probe again."""
     port = free_port()
     server = RedisServer(port)
     server.start()
@@ -399,9 +403,17 @@ async def test_the_fallback_starts_from_this_process_own_grants(make: Make) -> N
     )
     try:
         held = [await limits.acquire("entity", timeout=5) for _ in range(3)]
-        await limits.observe("entity", ServerFeedback(429, retry_after=1800))
+        if feedback is not None:
+            await limits.observe("entity", feedback)
     finally:
         server.kill()
+    return limits, held
+
+
+async def test_the_fallback_starts_from_this_process_own_grants(make: Make) -> None:
+    limits, held = await three_grants_then_redis_dies(
+        make, ServerFeedback(429, retry_after=1800)
+    )
     # Redis is gone. The local window already holds our 3 grants and the pause: no
     # slot for half an hour, where an empty fallback would have granted 5 at once.
     with pytest.warns(RuntimeWarning, match="fall back to this process"):
@@ -425,18 +437,9 @@ async def test_the_fallback_starts_from_this_process_own_grants(make: Make) -> N
 async def test_the_fallback_never_grants_more_than_the_limit_with_its_history(
     make: Make,
 ) -> None:
-    port = free_port()
-    server = RedisServer(port)
-    server.start()
-    limits = make(
-        url=f"redis://127.0.0.1:{port}/0", entity=(5, 3600.0), on_unavailable="local",
-        retry_interval=3600,
-    )
-    try:
-        for _ in range(3):
-            (await limits.acquire("entity", timeout=5)).release()
-    finally:
-        server.kill()
+    limits, held = await three_grants_then_redis_dies(make)
+    for permit in held:
+        permit.release()
     with pytest.warns(RuntimeWarning):
         (await limits.acquire("entity", timeout=0)).release()
     (await limits.acquire("entity", timeout=0)).release()

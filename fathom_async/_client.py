@@ -54,7 +54,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._logging import logger, redact_headers, setup_logging
-from ._loops import PerLoop
+from ._loops import PerLoop, close_transport_without_loop
 from ._protocol import (
     ApiRequest,
     decode_json,
@@ -392,17 +392,7 @@ def _close_without_loop(session: aiohttp.ClientSession) -> None:
     protocols = [proto for conns in getattr(connector, "_conns", {}).values() for proto, _ in conns]
     protocols.extend(getattr(connector, "_acquired", ()))
     for protocol in protocols:
-        transport = getattr(protocol, "transport", None)
-        inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
-        for layer in (transport, inner):
-            if layer is None:
-                continue
-            if hasattr(layer, "_ssl_protocol"):
-                layer._closed = True  # the TLS layer: its socket is the inner transport's
-            sock = getattr(layer, "_sock", None)
-            if sock is not None:
-                layer._sock = None
-                sock.close()
+        close_transport_without_loop(getattr(protocol, "transport", None))
     closing = session.close()
     try:
         closing.send(None)  # nothing in it waits once the loop is closed

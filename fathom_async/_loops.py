@@ -24,9 +24,9 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Beacon", "PerLoop", "SharedClock"]
+__all__ = ["Beacon", "PerLoop", "SharedClock", "close_transport_without_loop"]
 
 T = TypeVar("T")
 
@@ -145,6 +145,32 @@ class Beacon:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def close_transport_without_loop(transport: Any) -> None:
+    """Close the socket under an asyncio transport whose event loop is closed.
+
+    asyncio cannot finish closing a transport without its loop, and the garbage
+    collector would close the socket with a ResourceWarning. So the socket is closed
+    the way the transport's own finaliser would: TLS wraps the socket's transport,
+    and the socket lives in the inner one (`_sock`, selector transports; other loop
+    implementations close theirs on collection). Used for aiohttp sessions and
+    redis-py connections alike.
+    """
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    layers: tuple[Any, ...] = (transport, inner)
+    for layer in layers:
+        if layer is None:
+            continue
+        # Marks it closing (so no finaliser warns), then fails to schedule the rest
+        # ("Event loop is closed"; other loop implementations may fail otherwise).
+        with contextlib.suppress(Exception):
+            layer.close()
+        sock = getattr(layer, "_sock", None)
+        if sock is not None:
+            layer._sock = None
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def _is_monotonic(loop: asyncio.AbstractEventLoop) -> bool:

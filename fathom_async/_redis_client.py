@@ -17,18 +17,17 @@ password), and never block one loop while it waits for another.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import math
 import threading
 import urllib.parse
 import weakref
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._exceptions import ValidationError
 from ._logging import logger
-from ._loops import PerLoop
+from ._loops import PerLoop, close_transport_without_loop
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -272,25 +271,7 @@ def _close_without_loop(client: Redis) -> None:
         writer = connection._writer
         connection._reader = connection._writer = None
         if writer is not None:
-            _close_transport(writer.transport)
-
-
-def _close_transport(transport: asyncio.BaseTransport) -> None:
-    # TLS wraps the socket's transport; the socket lives in the inner one.
-    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
-    layers: tuple[Any, ...] = (transport, inner)
-    for layer in layers:
-        if layer is None:
-            continue
-        # Marks it closing (so no finaliser warns), then fails to schedule the rest
-        # ("Event loop is closed"; other loop implementations may fail otherwise).
-        with contextlib.suppress(Exception):
-            layer.close()
-        sock = getattr(layer, "_sock", None)  # selector transports; others close on GC
-        if sock is not None:
-            layer._sock = None
-            with contextlib.suppress(OSError):
-                sock.close()
+            close_transport_without_loop(writer.transport)
 
 
 def _check_url(url: str) -> None:

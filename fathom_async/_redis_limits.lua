@@ -148,7 +148,12 @@ else
   if remaining >= 0 then
     local reset_at = now + period
     if reset >= 0 then reset_at = now + reset end
-    if budget and reset_at <= budget_until then
+    if budget and reset < 0 then
+      -- without a reset a report cannot say it is newer: both hold
+      remaining = math.min(remaining, budget)
+      reset_at = math.max(reset_at, budget_until)
+    elseif budget and reset_at <= budget_until then
+      -- the same server period, or a late report: the stricter one holds
       remaining = math.min(remaining, budget)
       reset_at = budget_until
     end

@@ -31,7 +31,10 @@ early. A nanosecond is far below any network jitter.
 What the server says: a 429 pauses the whole bucket until `paused_until`; a report of
 `remaining = r` allows at most `r` more grants until it resets (bulk: `r - reserve`).
 A report whose reset is no later than the one in force is about the same server
-period (or late), and the stricter `r` wins; a later reset replaces it.
+period (or late), and the stricter `r` wins; a later reset replaces it. A report
+without a reset holds for one period from its arrival and never loosens one in force
+(responses to requests in flight together arrive in any order): the fewer remaining
+and the later end are kept.
 
 Times are in the limiter's own clock (see `_clock`). Several event loops, in several
 threads, may share one window: every method that reads and changes it takes the lock,
@@ -140,9 +143,16 @@ class Window:
         until = now + (self.period if reset_after is None else max(reset_after, 0.0))
         remaining = max(remaining, 0)
         in_force = self.budget is not None and now + EPSILON < self.budget_until
-        if self.budget is not None and in_force and until <= self.budget_until + EPSILON:
-            # The same server period, or a late response: keep the stricter report.
-            remaining = min(remaining, self.budget)
-            until = self.budget_until
+        if self.budget is not None and in_force:
+            if reset_after is None:
+                # A report without a reset cannot say it is newer (responses to
+                # requests in flight together arrive in any order): both hold, so
+                # keep the fewer and the later end.
+                remaining = min(remaining, self.budget)
+                until = max(until, self.budget_until)
+            elif until <= self.budget_until + EPSILON:
+                # The same server period, or a late response: the stricter report.
+                remaining = min(remaining, self.budget)
+                until = self.budget_until
         self.budget = remaining
         self.budget_until = until

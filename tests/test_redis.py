@@ -248,6 +248,18 @@ async def test_remaining_allows_that_many_more_and_the_stricter_report_wins(
     assert limits.stats()["round_trips"] <= 10
 
 
+async def test_a_looser_report_without_a_reset_does_not_loosen_the_shared_budget(
+    make: Make,
+) -> None:
+    limits = make(entity=(100, 5.0))
+    lane = limits._lanes["entity"]
+    await limits.observe("entity", ServerFeedback(200, remaining=0))
+    await limits.observe("entity", ServerFeedback(200, remaining=1))  # older, late
+    assert lane.reply is not None
+    assert lane.reply.budget == 0
+    assert limits.snapshot()["entity"].paused
+
+
 # -- the local queues ------------------------------------------------------------------------
 
 

@@ -1041,3 +1041,16 @@ def test_grant_times_go_on_across_fake_clocks_and_real_loops() -> None:
         second.close()
     # A real loop afterwards: the slot taken at limiter time ~60 still counts.
     assert limits.snapshot()["reports"].sent_in_window >= 1
+
+
+@pytest.mark.looptime
+async def test_a_looser_report_without_a_reset_arriving_late_does_not_loosen_the_budget() -> None:
+    limits = unlimited()
+    # Two responses of requests in flight together, arriving out of order: the one
+    # that counted more requests (remaining 0) first, the older count (1) last.
+    await limits.observe("reports", ServerFeedback(200, remaining=0))
+    await asyncio.sleep(0.01)
+    await limits.observe("reports", ServerFeedback(200, remaining=1))
+    assert limits.snapshot()["reports"].server_remaining == 0
+    permit = await limits.acquire("reports")
+    assert permit.granted_at == 60.01  # one period after the last report

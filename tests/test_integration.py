@@ -152,7 +152,10 @@ async def test_scopes_are_enforced(fake: FakeFathom) -> None:
         assert info.value.status_code == 400
 
 
+@pytest.mark.looptime
 async def test_client_limits_keep_the_emulator_from_ever_answering_429() -> None:
+    # Fake loop time, shared by the client and the emulator: the test is about the
+    # limiter, not about how late a loaded machine sends a granted request.
     async with FakeFathom(seed=5, pageviews=500, time_scale=600) as fake:
         limits = RateLimits(entity=(2000, 3600 / 600), reports=(10, 60 / 600))
         async with FathomClient(fake.token, base_url=fake.url, rate_limits=limits) as fathom:

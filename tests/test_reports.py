@@ -363,6 +363,7 @@ async def test_a_slot_granted_as_the_priority_rises_is_given_back_and_taken_agai
     assert len(calls(api)) == 2
 
 
+@pytest.mark.looptime
 async def test_a_caller_never_joins_a_request_being_cancelled(
     api: aioresponses, fathom: FathomClient
 ) -> None:

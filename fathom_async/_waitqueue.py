@@ -117,9 +117,6 @@ class Places:
         self.count = 0
         self.lock = threading.Lock()
 
-    def full(self) -> bool:
-        return self.cap is not None and self.count >= self.cap
-
     def free(self) -> int | None:
         """How many more may be in flight (None: no cap)."""
         return None if self.cap is None else max(self.cap - self.count, 0)
@@ -259,18 +256,6 @@ class WaitQueue(abc.ABC):
 
     def _bulk_first(self, bulk: Waiter, first: Waiter, now: float) -> bool:
         return now - bulk.arrived + EPSILON >= self.bulk_max_wait and bulk.seq < first.seq
-
-    def heads(self, now: float) -> list[tuple[Priority, Waiter]]:
-        """The next waiter to serve, then the one to try if it may not go yet."""
-        first = self._head("interactive")
-        bulk = self._head("bulk")
-        if bulk is None:
-            return [] if first is None else [("interactive", first)]
-        if first is None:
-            return [("bulk", bulk)]
-        if self._bulk_first(bulk, first, now):
-            return [("bulk", bulk), ("interactive", first)]
-        return [("interactive", first), ("bulk", bulk)]
 
     def ordered(self, now: float, n: int) -> list[tuple[Priority, Waiter]]:
         """The next `n` waiters in the order they would be served if all could go."""

@@ -279,15 +279,8 @@ class WaitQueue(abc.ABC):
 
     def settle(self, signal: object) -> None:
         """Answer every waiter at once (closing, falling back, failing)."""
-        for queue in self.queues.values():
-            while queue:
-                waiter, _ = queue.popitem(last=False)
-                if waiter.future.done():
-                    continue
-                if isinstance(signal, BaseException):
-                    waiter.future.set_exception(signal)
-                else:
-                    waiter.future.set_result(signal)
+        for waiter in [w for queue in self.queues.values() for w in queue]:
+            self.end(waiter, signal)
 
     # -- permits ---------------------------------------------------------------------------
 

@@ -30,8 +30,13 @@ from typing import Any
 import attrs
 
 from fathom_async._converter import get_converter
+from fathom_async._json import decoder_name, loads
 from fathom_async._models import AggregationRow
-from fathom_async._rows import decoder_name, structure_json
+from fathom_async._rows import structure_rows
+
+
+def structure_json(body: bytes, converter: Any) -> list[AggregationRow]:
+    return structure_rows(loads(body), converter)
 
 FIELD_TYPES = {f.name: f.type for f in attrs.fields(AggregationRow) if f.name != "raw"}
 

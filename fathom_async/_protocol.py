@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
@@ -18,6 +17,7 @@ from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from . import _json
 from ._exceptions import (
     APIResponseError,
     APIStatusError,
@@ -101,8 +101,8 @@ def decode_json(status: int, body: bytes, content_type: str | None) -> Any:
     if not body or body.isspace():
         raise APIResponseError(f"empty response body (status {status})", status_code=status)
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return _json.loads(body)
+    except ValueError:
         kind = (content_type or "unknown").split(";")[0]
         raise APIResponseError(
             f"response is not valid JSON (status {status}, content type {kind}):"
@@ -127,8 +127,8 @@ _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 def _error_message(status: int, body: bytes) -> tuple[str, dict[str, list[str]], object]:
     """The API's message, its per-field errors and the decoded body of an error."""
     try:
-        decoded: object = json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+        decoded: object = _json.loads(body) if body.strip() else None
+    except ValueError:
         decoded = None
     if isinstance(decoded, Mapping):
         errors: dict[str, list[str]] = {}

@@ -18,7 +18,6 @@ and handed over (to fail) when the converter is strict.
 from __future__ import annotations
 
 import functools
-import json
 import typing
 from collections.abc import Callable
 from itertools import repeat
@@ -28,10 +27,9 @@ from typing import Any
 import attrs
 
 from ._converter import Converter
-from ._exceptions import APIResponseError
 from ._models import AggregationRow
 
-__all__ = ["decode_json", "decoder_name", "structure_json", "structure_rows"]
+__all__ = ["structure_rows"]
 
 _HINTS = typing.get_type_hints(AggregationRow)
 # Each field's type without its None: int, float or str.
@@ -43,33 +41,6 @@ _FIELDS: dict[str, type] = {
 _join = "".join
 _INT = frozenset({int})
 _FLOAT = frozenset({float})
-
-
-@functools.cache
-def _pick_decoder() -> tuple[str, Callable[[bytes], Any]]:
-    """The fastest JSON decoder installed: msgspec, then orjson, then the stdlib."""
-    try:
-        import msgspec
-
-        return "msgspec", msgspec.json.Decoder().decode
-    except ImportError:  # pragma: no cover - depends on the environment
-        pass
-    try:  # pragma: no cover - depends on the environment
-        import orjson
-
-        return "orjson", orjson.loads
-    except ImportError:  # pragma: no cover - depends on the environment
-        return "json", json.loads
-
-
-# Every one of them raises a ValueError subclass on bad JSON (and the stdlib a
-# UnicodeDecodeError, also a ValueError, on bad UTF-8). Picked on first use, so that
-# `import fathom_async` does not pay for importing a decoder.
-
-
-def decoder_name() -> str:
-    """Which JSON decoder `decode_json` uses: "msgspec", "orjson" or "json"."""
-    return _pick_decoder()[0]
 
 
 class _Fallback(Exception):
@@ -217,22 +188,3 @@ def structure_rows(items: Any, converter: Converter) -> list[AggregationRow]:
             except _Fallback:
                 pass
     return list(converter.structure_many(items, AggregationRow))
-
-
-def decode_json(body: bytes) -> Any:
-    """Decode a JSON body with the fastest decoder; bad JSON is an APIResponseError."""
-    try:
-        return _pick_decoder()[1](body)
-    except ValueError:
-        snippet = body[:200].decode("utf-8", errors="replace")
-        raise APIResponseError(f"response is not valid JSON: {snippet!r}", body=snippet) from None
-
-
-def structure_json(body: bytes, converter: Converter) -> list[AggregationRow]:
-    """An aggregation body (bytes) -> rows: a bare array or the documented wrapper."""
-    data = decode_json(body)
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list):
-        raise APIResponseError("expected a list of aggregation rows", body=data)
-    return structure_rows(data, converter)

@@ -37,7 +37,7 @@ from fathom_async._protocol import (
     server_feedback,
 )
 from fathom_async._resources._base import Resource
-from fathom_async._rows import structure_json
+from fathom_async._resources.aggregations import _read_rows
 from fathom_async.export import ExportSpec
 from tests.conftest import TOKEN, calls
 
@@ -491,7 +491,8 @@ def test_the_converter_raises_only_typed_errors_for_every_model(
 @given(body=RAW_BYTES, strict=st.booleans())
 def test_aggregation_bodies_raise_only_typed_errors(body: bytes, strict: bool) -> None:
     with contextlib.suppress(FathomError):
-        structure_json(body, get_converter(strict))
+        # the response path: the one decode, then the aggregation reader
+        _read_rows(get_converter(strict))(decode_json(200, body, "application/json"))
 
 
 class _Stub:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -11,13 +10,7 @@ from hypothesis import strategies as st
 
 from fathom_async import AggregationRow, APIResponseError
 from fathom_async._converter import get_converter
-from fathom_async._rows import (
-    _FIELDS,
-    decode_json,
-    decoder_name,
-    structure_json,
-    structure_rows,
-)
+from fathom_async._rows import _FIELDS, structure_rows
 
 INTS = ["visits", "uniques", "pageviews", "conversions", "unique_conversions", "value"]
 FLOATS = ["avg_duration", "bounce_rate"]
@@ -138,18 +131,3 @@ def test_strict_refuses_unknown_fields_and_lenient_keeps_them() -> None:
     row = structure_rows(data, get_converter(False))[0]
     assert row.to_dict() == {"pageviews": 1, "new_metric": "7"}
     assert structure_rows([{"pageviews": "1", "raw": "x"}], get_converter(False))[0].pageviews == 1
-
-
-def test_bytes_in_rows_out() -> None:
-    converter = get_converter(True)
-    body = json.dumps([{"pageviews": "1382"}]).encode()
-    assert structure_json(body, converter)[0].pageviews == 1382
-    wrapped = json.dumps({"object": "list", "data": [{"pageviews": 5}]}).encode()
-    assert structure_json(wrapped, converter)[0].pageviews == 5
-    assert structure_json(b"[]", converter) == []
-    with pytest.raises(APIResponseError, match="aggregation rows"):
-        structure_json(b'{"rows": []}', converter)
-    with pytest.raises(APIResponseError, match="not valid JSON"):
-        structure_json(b"<html>", converter)
-    assert decoder_name() in ("msgspec", "orjson", "json")
-    assert decode_json(b'{"a": 1}') == {"a": 1}

@@ -66,7 +66,7 @@ from ._resources.account import AccountResource, TokenResource
 from ._resources.events import EventsResource
 from ._resources.milestones import MilestonesResource
 from ._resources.sites import SitesResource
-from ._retry import RetryPolicy, Sleep
+from ._retry import RetryLoop, RetryPolicy, Sleep
 from ._scheduler import PRIORITIES, Bucket, Permit, Priority, RateLimitBackend, RateLimits
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
@@ -722,6 +722,7 @@ class FathomClient:
             max_retry_wait=max_retry_wait,
             rate_limited=rate_limits is not None,
         )
+        self._retry_loop = self._new_retry_loop()
         self._is_view = False
         if isinstance(rate_limits, NotGiven):  # only once every argument was accepted
             shared = self._shared
@@ -784,8 +785,14 @@ class FathomClient:
             ),
             rate_limited=old.retry.rate_limited,
         )
+        view._retry_loop = view._new_retry_loop()
         view._is_view = True
         return view
+
+    def _new_retry_loop(self) -> RetryLoop:
+        return RetryLoop(
+            self._options.retry, sleep=self._sleep_unless_closed, before_sleep=self._log_retry
+        )
 
     # -- resources ---------------------------------------------------------------
 
@@ -889,28 +896,7 @@ class FathomClient:
         options = self._options
         if slots is None:
             slots = _CallTerms(options.priority, options.acquire_timeout)
-        policy = options.retry
-        try:
-            return await self._attempt(request, 1, slots)
-        except FathomError as exc:
-            if policy.max_retries == 0 or not policy.should_retry(request, exc):
-                raise
-            wait = policy.delay(1, exc)
-            self._warn_retry(request, exc, wait, 2)
-        await self._sleep_unless_closed(wait)
-        result: Any = None
-        retrying = policy.retrying(
-            request,
-            sleep=self._sleep_unless_closed,
-            before_sleep=self._log_retry(request),
-            first_attempt=2,
-        )
-        async for attempt in retrying:
-            with attempt:
-                result = await self._attempt(
-                    request, attempt.retry_state.attempt_number + 1, slots
-                )
-        return result
+        return await self._retry_loop(self._attempt, request, slots)
 
     async def _sleep_unless_closed(self, seconds: float) -> None:
         await self._shared.park(self._shared.sleep(seconds), "a retry was waiting")
@@ -930,13 +916,11 @@ class FathomClient:
             self._options.retry.max_retries + 1,
         )
 
-    def _log_retry(self, request: ApiRequest) -> Callable[[RetryCallState], None]:
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            wait = state.next_action.sleep if state.next_action is not None else 0.0
-            self._warn_retry(request, exc, wait, state.attempt_number + 2)
-
-        return log
+    def _log_retry(self, state: RetryCallState) -> None:
+        """tenacity's `before_sleep`: say what failed and when the next attempt goes."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        self._warn_retry(state.args[0], exc, wait, state.attempt_number + 1)
 
     def _acquire(
         self, limiter: RateLimitBackend, bucket: Bucket, priority: Priority, timeout: float | None
@@ -946,7 +930,7 @@ class FathomClient:
             "this call waited for a rate-limit slot",
         )
 
-    async def _attempt(self, request: ApiRequest, attempt: int, slots: SlotTerms) -> Any:
+    async def _attempt(self, request: ApiRequest, slots: SlotTerms, attempt: int) -> Any:
         shared = self._shared
         state = shared.loop_state()  # before any slot is taken: a wrong loop fails here
         session = state.session

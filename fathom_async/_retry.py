@@ -20,9 +20,11 @@ than an error: the caller gets `APIConnectionError(outcome_unknown=True)` or the
 
 from __future__ import annotations
 
+import functools
 import random
+import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -35,9 +37,11 @@ from ._exceptions import (
 from ._protocol import ApiRequest
 
 if TYPE_CHECKING:
-    from tenacity import AsyncRetrying, RetryCallState
+    from tenacity import BaseRetrying, RetryCallState
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryLoop", "RetryPolicy"]
+
+T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -77,35 +81,94 @@ class RetryPolicy:
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
-    def wait_for(self, state: RetryCallState, *, first_attempt: int = 1) -> float:
+    def wait_for(self, state: RetryCallState) -> float:
+        """tenacity's `wait`: the delay after the attempt that just failed."""
         exc = state.outcome.exception() if state.outcome is not None else None
-        return self.delay(state.attempt_number + first_attempt - 1, exc)
+        return self.delay(state.attempt_number, exc)
 
-    def retrying(
+
+@functools.cache
+def _engine_class() -> type[BaseRetrying]:
+    """tenacity's decision engine, stepped by `RetryLoop` (imported on first use)."""
+    from tenacity import BaseRetrying
+
+    class Engine(BaseRetrying):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError("stepped by RetryLoop, which awaits each attempt")
+
+    return Engine
+
+
+class RetryLoop:
+    """tenacity, awaited: every decision after a failed attempt is tenacity's.
+
+    One path for every attempt: `await loop(attempt, request, *args)` calls
+    `attempt(request, *args, number)` until it succeeds or tenacity stops. tenacity
+    (`BaseRetrying.iter`) decides, from each failed attempt's outcome, whether to
+    retry (`RetryPolicy.should_retry`), how long to wait (`RetryPolicy.delay`) and
+    when to stop (`max_retries`); attempt numbers are its own. It is entered once an
+    attempt has failed: after a success there is nothing to decide, and entering it
+    before the first attempt costs more CPU than the rest of a call's own work
+    (its per-call cost is in benchmarks/RESULTS.md). tenacity is imported then too,
+    so `import fathom_async` does not pay for it.
+    """
+
+    __slots__ = ("_before_sleep", "_engine", "_policy", "_sleep")
+
+    def __init__(
         self,
-        request: ApiRequest,
+        policy: RetryPolicy,
         *,
         sleep: Sleep,
         before_sleep: Callable[[RetryCallState], None] | None = None,
-        first_attempt: int = 1,
-    ) -> AsyncRetrying:
-        """Tenacity's loop for the attempts from `first_attempt` on.
+    ) -> None:
+        self._policy = policy
+        self._sleep = sleep
+        self._before_sleep = before_sleep
+        self._engine: BaseRetrying | None = None
 
-        The client makes its first attempt without it (tenacity's per-call setup
-        costs more than a loopback request) and enters this loop only on a failure
-        worth retrying, with `first_attempt=2`.
-        """
-        from tenacity import AsyncRetrying, stop_after_attempt  # only once a call fails
+    def _decider(self) -> BaseRetrying:
+        if self._engine is None:
+            from tenacity import stop_after_attempt
 
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 2 - first_attempt),
-            wait=lambda state: self.wait_for(state, first_attempt=first_attempt),
-            retry=lambda state: (
-                state.outcome is not None
-                and state.outcome.failed
-                and self.should_retry(request, state.outcome.exception())
-            ),
-            sleep=sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+            policy = self._policy
+
+            def retry(state: RetryCallState) -> bool:
+                exc = state.outcome.exception() if state.outcome is not None else None
+                return exc is not None and policy.should_retry(state.args[0], exc)
+
+            self._engine = _engine_class()(
+                stop=stop_after_attempt(policy.max_retries + 1),
+                wait=policy.wait_for,
+                retry=retry,
+                before_sleep=self._before_sleep,
+                reraise=True,
+            )
+        return self._engine
+
+    async def __call__(
+        self, attempt: Callable[..., Awaitable[T]], request: ApiRequest, *args: Any
+    ) -> T:
+        try:
+            return await attempt(request, *args, 1)
+        except BaseException:  # cancellation too: tenacity re-raises what it won't retry
+            from tenacity import DoAttempt, DoSleep, RetryCallState
+
+            engine = self._decider()
+            engine.begin()  # its statistics (per thread; mixed when calls overlap, unused)
+            state = RetryCallState(engine, attempt, (request, *args), {})
+            state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+        while True:
+            action = engine.iter(state)
+            if isinstance(action, DoAttempt):
+                try:
+                    result = await attempt(request, *args, state.attempt_number)
+                except BaseException:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+                else:
+                    state.set_result(result)
+            elif isinstance(action, DoSleep):
+                state.prepare_for_next_attempt()
+                await self._sleep(float(action))
+            else:
+                return action  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from fathom_async import (
     ServerError,
 )
 from fathom_async._protocol import ApiRequest
-from fathom_async._retry import RetryPolicy
+from fathom_async._retry import RetryLoop, RetryPolicy
 
 READ = ApiRequest("GET", "/account", "entity")
 UPDATE = ApiRequest("POST", "/sites/A", "entity", json={"name": "x"})
@@ -87,3 +88,100 @@ def test_a_retry_after_over_max_retry_wait_is_never_retried_with_or_without_a_li
         strict = RetryPolicy(max_retry_wait=60, rate_limited=rate_limited)
         assert not strict.should_retry(READ, RateLimitError("x", retry_after=61))
         assert strict.should_retry(READ, RateLimitError("x", retry_after=60))
+
+
+# -- the one retry path: tenacity steps every attempt after a failure -----------------
+
+
+class _Script:
+    """An attempt that fails with the given errors in turn, then answers "ok"."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.numbers: list[int] = []
+        self.slept: list[float] = []
+        self.logged: list[int] = []
+
+    async def attempt(self, request: ApiRequest, extra: str, number: int) -> str:
+        assert extra == "terms"
+        self.numbers.append(number)
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def loop(self, policy: RetryPolicy) -> RetryLoop:
+        def log(state: RetryCallState) -> None:
+            assert state.args[0] is READ
+            self.logged.append(state.attempt_number)
+
+        return RetryLoop(policy, sleep=self.sleep, before_sleep=log)
+
+
+async def test_a_first_success_never_enters_tenacity() -> None:
+    script = _Script()
+    loop = script.loop(policy)
+    assert await loop(script.attempt, READ, "terms") == "ok"
+    assert script.numbers == [1]
+    assert loop._engine is None  # nothing to decide: no engine was even built
+
+
+async def test_tenacity_numbers_waits_and_stops_the_attempts() -> None:
+    busy = [ServerError("busy", status_code=503) for _ in range(3)]
+    script = _Script(*busy, RateLimitError("slow down", retry_after=7))
+    loop = script.loop(RetryPolicy(max_retries=4, backoff_base=1.0, backoff_cap=2.0))
+    assert await loop(script.attempt, READ, "terms") == "ok"
+    assert script.numbers == [1, 2, 3, 4, 5]
+    assert script.logged == [1, 2, 3, 4]  # before each sleep, the attempt that failed
+    assert all(0 <= wait <= limit for wait, limit in zip(script.slept, [1, 2, 2], strict=False))
+    assert script.slept[3] == 7  # Retry-After, exactly
+
+    script = _Script(*(ServerError("busy", status_code=503) for _ in range(5)))
+    with pytest.raises(ServerError, match="busy"):
+        await script.loop(RetryPolicy(max_retries=2))(script.attempt, READ, "terms")
+    assert script.numbers == [1, 2, 3]  # max_retries=2: three attempts, then the error
+
+
+async def test_what_is_not_retried_is_raised_at_once() -> None:
+    for error in (BadRequestError("no", status_code=400), RateLimitError("x", retry_after=61)):
+        script = _Script(error)
+        with pytest.raises(type(error)):
+            await script.loop(policy)(script.attempt, READ, "terms")
+        assert script.numbers == [1]
+        assert script.slept == []
+    script = _Script(ServerError("busy", status_code=503))
+    with pytest.raises(ServerError):
+        await script.loop(RetryPolicy(max_retries=0))(script.attempt, READ, "terms")
+    assert script.numbers == [1]
+
+
+async def test_cancellation_is_never_retried() -> None:
+    script = _Script(ServerError("busy", status_code=503), asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        await script.loop(policy)(script.attempt, READ, "terms")
+    assert script.numbers == [1, 2]
+
+
+async def test_overlapping_calls_share_one_loop() -> None:
+    """One loop per client view serves every concurrent call; each keeps its own count."""
+    gate = asyncio.Event()
+    numbers: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def attempt(request: ApiRequest, name: str, number: int) -> str:
+        numbers[name].append(number)
+        if number < (3 if name == "a" else 2):
+            await gate.wait()
+            raise ServerError("busy", status_code=503)
+        return name
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    loop = RetryLoop(policy, sleep=sleep)
+    calls = asyncio.gather(loop(attempt, READ, "a"), loop(attempt, READ, "b"))
+    await asyncio.sleep(0)
+    gate.set()
+    assert list(await calls) == ["a", "b"]
+    assert numbers == {"a": [1, 2, 3], "b": [1, 2]}

@@ -138,5 +138,5 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_readme_opens_with_the_two_commands() -> None:
     commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(encoding="utf-8"))
     assert commands[0].endswith("fathom-async export")
-    assert "pip install -q -e '.[cli]'" in commands[0]
+    assert "pip install -q -e '.[cli,speedups]'" in commands[0]
     assert "pip install -q -e '.[dev]'" in commands[1]

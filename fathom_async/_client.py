@@ -951,12 +951,14 @@ class FathomClient:
                 )
         url = shared.url(request.path)
         headers = shared.headers(request)
-        if logger.isEnabledFor(10):
-            logger.debug(
-                "%s %s params=%s headers=%s attempt=%d",
-                request.method, url, dict(request.query), redact_headers(headers), attempt,
-            )
-        started = time.monotonic()
+        logs = logger.isEnabledFor(logging.INFO)  # checked once: DEBUG implies INFO
+        if logs:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s params=%s headers=%s attempt=%d",
+                    request.method, url, dict(request.query), redact_headers(headers), attempt,
+                )
+            started = time.monotonic()
         try:
             try:
                 async with session.request(
@@ -983,7 +985,7 @@ class FathomClient:
         if limiter is not None and has_feedback(status, response_headers):
             feedback = server_feedback(status, response_headers, now=shared.clock())
             await limiter.observe(request.bucket, feedback)
-        if logger.isEnabledFor(logging.INFO):
+        if logs:
             logger.info(
                 "%s %s -> %d (%.3fs, attempt %d)",
                 request.method, request.path, status, time.monotonic() - started, attempt,

@@ -46,7 +46,6 @@ from ._dates import zone as _zone
 from ._exceptions import AcquireTimeoutError, ValidationError
 from ._frames import AggregationRows
 from ._logging import logger
-from ._models import AggregationRow
 from ._protocol import ApiRequest
 from ._redis_client import RedisConnector
 
@@ -632,7 +631,7 @@ async def gather_all(awaitables: Sequence[Awaitable[T]]) -> list[T]:
 async def run_aggregation(
     client: FathomClient,
     plan: ReportPlan,
-    structure: Callable[[Any], list[AggregationRow]],
+    structure: Callable[[Any], AggregationRows],
     *,
     rebuild: Callable[[datetime, datetime], ApiRequest] | None,
     cache: bool,
@@ -654,7 +653,7 @@ async def run_aggregation(
 
     async def run(
         request: ApiRequest, span: tuple[datetime | None, datetime | None]
-    ) -> list[list[AggregationRow]]:
+    ) -> list[AggregationRows]:
         nonlocal truncated
         rows = await fetch_report(
             client, request, structure, cache=cache, max_age=max_age,
@@ -685,13 +684,11 @@ async def run_aggregation(
     chunks = [chunk for part in parts for chunk in part]
     if descending:
         chunks.reverse()
-    merged = AggregationRows(columns=columns, timezone=zone_name, truncated=truncated)
-    for chunk in chunks:
-        merged.extend(chunk)
+    # Column by column when every chunk is a table of one shape (no row is made),
+    # row by row otherwise.
+    merged = AggregationRows._concat(
+        chunks, columns=columns, timezone=zone_name, truncated=truncated
+    )
     if order_by is not None and len(chunks) > 1:  # each call sorted only its own rows
-        field, reverse = order_by
-        present = [row for row in merged if getattr(row, field) is not None]
-        absent = [row for row in merged if getattr(row, field) is None]
-        present.sort(key=lambda row: getattr(row, field), reverse=reverse)
-        merged[:] = present + absent
+        merged = merged._sorted(*order_by)
     return merged

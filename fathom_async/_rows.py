@@ -1,26 +1,30 @@
-"""Aggregation rows structured fast: one specialised function per query shape.
+"""Aggregation rows read column by column, and `AggregationRow`s made from the columns.
 
-A report can hold tens of thousands of rows, and the cattrs converter spends most
-of its time on per-field dispatch. Every row of one response has the same keys
-(the aggregates, `date` and the field groupings asked for), so for each set of keys
-we generate, once, a function for exactly that shape: per block of rows it picks
-and converts each column in C loops (`map(int, ...)`), then fills the rows' slots
-with straight-line attribute stores, no per-field dispatch left.
+A report can hold tens of thousands of rows, and making that many attrs objects is
+most of the cost of reading one. Every row of one response has the same keys (the
+aggregates, `date` and the field groupings asked for), so a response is read into a
+`Table`: per key, the wire values picked out in C loops (`map(itemgetter)`) and
+converted once per column (`map(int, ...)`). Rows are made only when someone asks
+for them, a block at a time, by a function generated once per shape that fills the
+slots with straight-line attribute stores, no per-field dispatch left.
 
-What this module must never do is disagree with the converter. The fast path takes
-only the plain cases it can prove identical (exact `dict` rows of one shape, numbers
-as `str` or `int`, strings as `str`); anything else, including every malformed row,
-is handed whole to `Converter.structure_many`, so values and `APIResponseError`s
-are the converter's own. Unknown keys are ignored like the lenient converter does,
-and handed over (to fail) when the converter is strict.
+What this module must never do is disagree with the converter. The table takes only
+the plain cases it can prove identical (a list of exact `dict` rows with the same
+keys in the same order, numbers as `str` or `int`, strings as `str`); for anything
+else, including every malformed row, `structure_table` answers None and the caller
+hands the rows to `Converter.structure_many`, so values and `APIResponseError`s are
+the converter's own. Unknown keys are kept (in `raw`, with their wire values) as the
+lenient converter keeps them, and left to the converter (to fail) when it is strict.
+Everything that can fail is checked while the table is built, so making rows later
+cannot.
 """
 
 from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Callable
-from itertools import repeat
+from collections.abc import Callable, Sequence
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -29,7 +33,7 @@ import attrs
 from ._converter import Converter
 from ._models import AggregationRow
 
-__all__ = ["structure_rows"]
+__all__ = ["BLOCK", "Table", "concat_tables", "structure_table"]
 
 _HINTS = typing.get_type_hints(AggregationRow)
 # Each field's type without its None: int, float or str.
@@ -41,10 +45,11 @@ _FIELDS: dict[str, type] = {
 _join = "".join
 _INT = frozenset({int})
 _FLOAT = frozenset({float})
+_DICT = frozenset({dict})
 
 
 class _Fallback(Exception):
-    """The fast path cannot vouch for this input; the converter takes over."""
+    """The table cannot vouch for this input; the converter takes over."""
 
 
 def _all_str(column: list[Any]) -> bool:
@@ -96,6 +101,142 @@ _CONVERTERS: dict[type, Callable[[list[Any]], list[Any]]] = {
     str: _strs,
 }
 
+# Rows are read a block at a time, column by column, in C loops (map): a block of
+# dicts is small enough to stay in the CPU cache while each of its keys is picked.
+# Rows are made in blocks too: one call of a generated function per block.
+BLOCK = 512
+
+
+Column = tuple[Any, ...]
+
+
+@typing.final
+class Table:
+    """Aggregation rows of one shape, column by column; immutable once built.
+
+    `keys` are the rows' keys in wire order. Per key, `wire` holds the values as
+    sent (so that a row's `raw` can be rebuilt) and `typed` the values as
+    `AggregationRow` holds them; where conversion changed nothing (strings, numbers
+    sent as ints, keys the SDK does not know) the two are one tuple, kept once.
+    Columns are tuples, not lists: a tuple of strings and numbers is dropped from
+    the garbage collector's watch, so holding a large table costs the collector
+    nothing (a list would have every value visited by each full collection).
+    Slicing, reordering and concatenating give new tables.
+    """
+
+    __slots__ = ("keys", "same", "typed", "wire")
+
+    def __init__(
+        self, keys: tuple[str, ...], typed: tuple[Column, ...], wire: tuple[Column, ...]
+    ) -> None:
+        self.keys = keys
+        self.typed = typed
+        self.wire = wire
+        # Part of the shape a row maker is generated for: shared columns are read once.
+        self.same = tuple(t is w for t, w in zip(typed, wire, strict=True))
+
+    def __len__(self) -> int:
+        return len(self.wire[0])
+
+    def column(self, key: str) -> Column:
+        """The typed values of `key`: the wire values for a key the SDK does not
+        know, None for every row when the rows lack the key."""
+        if key in self.keys:
+            return self.typed[self.keys.index(key)]
+        return (None,) * len(self)
+
+    def rows(self, start: int, stop: int) -> list[AggregationRow]:
+        """New `AggregationRow`s for rows `start` to `stop - 1`."""
+        return _maker(self.keys, self.same)(self.typed, self.wire, start, stop)
+
+    def take(self, selector: slice | Sequence[int]) -> Table:
+        """The rows a slice or a list of indexes picks, in that order."""
+        if isinstance(selector, slice):
+            return self._map(lambda column: column[selector])
+        return self._map(lambda column: tuple(map(column.__getitem__, selector)))
+
+    def _map(self, pick: Callable[[Column], Column]) -> Table:
+        """A table of `pick(column)` for each column, a shared column picked once."""
+        wire = tuple(map(pick, self.wire))
+        typed = tuple(
+            w if same else pick(t) for t, w, same in zip(self.typed, wire, self.same, strict=True)
+        )
+        return Table(self.keys, typed, wire)
+
+
+def concat_tables(tables: Sequence[Table]) -> Table | None:
+    """The tables' rows one after another; None when they differ in shape."""
+    keys = tables[0].keys
+    if any(table.keys != keys for table in tables):
+        return None
+    if len(tables) == 1:
+        return tables[0]  # immutable: shared, not copied
+    wire = tuple(
+        tuple(chain.from_iterable(parts)) for parts in zip(*(t.wire for t in tables), strict=True)
+    )
+    typed = tuple(
+        w if all(t.same[index] for t in tables)
+        else tuple(chain.from_iterable(t.typed[index] for t in tables))
+        for index, w in enumerate(wire)
+    )
+    return Table(keys, typed, wire)
+
+
+@functools.lru_cache(maxsize=256)
+def _reader(
+    keys: tuple[str, ...], strict: bool
+) -> tuple[Callable[[list[Any]], list[Any]] | None, ...] | None:
+    """Per key, the converter of its column (None: kept as sent); None: never a table."""
+    unknown = [key for key in keys if key not in _FIELDS]
+    if unknown and (strict or "raw" in unknown):
+        return None  # strict refuses them; a "raw" key is the converter's business
+    if len(unknown) == len(keys):
+        return None  # nothing we know: rare enough to leave to the converter
+    return tuple(_CONVERTERS[_FIELDS[key]] if key in _FIELDS else None for key in keys)
+
+
+def structure_table(items: Any, converter: Converter) -> Table | None:
+    """Decoded JSON rows -> a `Table`, or None when only `converter` may read them.
+
+    None does not mean the rows are bad: the caller hands them to the converter,
+    which builds them or raises its own `APIResponseError`.
+    """
+    if type(items) is not list or not items or type(items[0]) is not dict:
+        return None
+    keys = tuple(items[0])
+    converters = _reader(keys, converter.strict)
+    # One shape: the same keys in the same order, so `raw` comes back in wire order.
+    if converters is None or set(map(type, items)) != _DICT or set(map(tuple, items)) != {keys}:
+        return None
+    getters = [itemgetter(key) for key in keys]
+    wire: list[list[Any]] = [[] for _ in keys]
+    typed: list[list[Any]] = [[] for _ in keys]
+    converted = [False] * len(keys)  # whether any block's typed values are new ones
+    try:
+        for start in range(0, len(items), BLOCK):
+            block = items[start:start + BLOCK]
+            for index, get in enumerate(getters):
+                values = list(map(get, block))
+                wire[index] += values
+                convert = converters[index]
+                result = values if convert is None else convert(values)
+                if result is not values and not converted[index]:
+                    converted[index] = True
+                    typed[index] = wire[index][:start]  # the blocks before: typed as sent
+                if converted[index]:
+                    typed[index] += result
+    except _Fallback:
+        return None
+    wire_columns = tuple(map(tuple, wire))
+    return Table(
+        keys,
+        tuple(
+            tuple(column) if changed else same
+            for column, same, changed in zip(typed, wire_columns, converted, strict=True)
+        ),
+        wire_columns,
+    )
+
 
 class _Blank(AggregationRow):
     """A row being filled in: the same slots, but plain attribute stores.
@@ -113,78 +254,57 @@ class _Blank(AggregationRow):
     __delattr__ = object.__delattr__
 
 
-# Values are converted a block at a time, column by column, in C loops (map), and
-# then stored row by row; a block is small enough to stay in the CPU cache.
-_BLOCK = 512
+def _source(keys: tuple[str, ...], same: tuple[bool, ...]) -> str:
+    """Python source of a row maker; only our own field names go in it.
 
-
-def _source(known: list[tuple[int, str]], unset: list[str]) -> str:
-    """Python source of a structure function; only our own field names go in it."""
-    values = "".join(f", v{index}" for index, _ in known)
-    columns = "".join(f", c{index}" for index, _ in known)
+    Keys the SDK does not know come from the response: they reach the code as
+    values (`KEYS`), never as text.
+    """
+    known = [index for index, key in enumerate(keys) if key in _FIELDS]
+    converted = [index for index in known if not same[index]]
+    wire = "".join(f"r{index}, " for index in range(len(keys)))
+    typed = "".join(f"v{index}, " for index in converted)
+    raw = ", ".join(f"k{index}: r{index}" for index in range(len(keys)))
     lines = [
-        "def structure(items):",
-        "    if set(map(type, items)) != DICT or set(map(len, items)) != WIDTH:",
-        "        raise Fallback",
+        "def make(typed, wire, start, stop):",
+        f"    {''.join(f'k{index}, ' for index in range(len(keys)))}= KEYS",
+        *(f"    w{index} = wire[{index}][start:stop]" for index in range(len(keys))),
+        *(f"    t{index} = typed[{index}][start:stop]" for index in converted),
         "    rows = []",
         "    append = rows.append",
-        "    for start in range(0, len(items), BLOCK):",
-        "        block = items[start:start + BLOCK]",
-        "        try:",
-        *(f"            c{index} = list(map(get{index}, block))" for index, _ in known),
-        "        except KeyError:",
-        "            raise Fallback from None",
-        *(f"        c{index} = convert{index}(c{index})" for index, _ in known),
-        f"        for row, raw{values} in zip(map(new, repeat(Blank)), block{columns}):",
-        *(f"            row.{name} = v{index}" for index, name in known),
-        *(f"            row.{name} = None" for name in unset),
-        "            row.raw = raw",
-        "            row.__class__ = Row",
-        "            append(row)",
+        f"    for row, {wire}{typed}in zip(map(new, repeat(Blank)), "
+        + "".join(f"w{index}, " for index in range(len(keys)))
+        + "".join(f"t{index}, " for index in converted)
+        + "):",
+        *(
+            f"        row.{keys[index]} = {'v' if index in converted else 'r'}{index}"
+            for index in known
+        ),
+        *(f"        row.{name} = None" for name in _FIELDS if name not in keys),
+        f"        row.raw = {{{raw}}}",
+        "        row.__class__ = Row",
+        "        append(row)",
         "    return rows",
     ]
     return "\n".join(lines) + "\n"
 
 
 @functools.lru_cache(maxsize=256)
-def _shape_function(
-    keys: tuple[str, ...], strict: bool
-) -> Callable[[list[Any]], list[AggregationRow]] | None:
-    """The structure function for rows with exactly these keys (None: never fast)."""
-    unknown = [key for key in keys if key not in _FIELDS]
-    if unknown and (strict or "raw" in unknown):
-        return None  # strict refuses them; a "raw" key is the converter's business
-    known = [(index, key) for index, key in enumerate(keys) if key in _FIELDS]
-    if not known:
-        return None  # nothing we know: rare enough to leave to the converter
+def _maker(
+    keys: tuple[str, ...], same: tuple[bool, ...]
+) -> Callable[[tuple[Column, ...], tuple[Column, ...], int, int], list[AggregationRow]]:
+    """The row maker for tables of this shape (keys, and which columns are shared)."""
     namespace: dict[str, Any] = {
-        "DICT": {dict},
-        "WIDTH": {len(keys)},
-        "BLOCK": _BLOCK,
-        "Fallback": _Fallback,
+        "KEYS": keys,
         "new": object.__new__,
         "repeat": repeat,
         "zip": zip,
         "Blank": _Blank,
         "Row": AggregationRow,
     }
-    for index, key in known:
-        namespace[f"get{index}"] = itemgetter(key)
-        namespace[f"convert{index}"] = _CONVERTERS[_FIELDS[key]]
-    source = _source(known, [name for name in _FIELDS if name not in keys])
-    label = ",".join(key for _, key in known)  # response keys never reach the source
-    exec(compile(source, f"<fathom_async rows {label}>", "exec"), namespace)
-    function: Callable[[list[Any]], list[AggregationRow]] = namespace["structure"]
+    label = ",".join(key for key in keys if key in _FIELDS)  # response keys never reach it
+    exec(compile(_source(keys, same), f"<fathom_async rows {label}>", "exec"), namespace)
+    function: Callable[
+        [tuple[Column, ...], tuple[Column, ...], int, int], list[AggregationRow]
+    ] = namespace["make"]
     return function
-
-
-def structure_rows(items: Any, converter: Converter) -> list[AggregationRow]:
-    """Decoded JSON rows -> `AggregationRow`s, exactly as `converter` would build them."""
-    if type(items) is list and items and type(items[0]) is dict:
-        function = _shape_function(tuple(items[0]), converter.strict)
-        if function is not None:
-            try:
-                return function(items)
-            except _Fallback:
-                pass
-    return list(converter.structure_many(items, AggregationRow))

@@ -1068,3 +1068,30 @@ async def test_split_rows_sorted_by_an_aggregate_are_sorted_across_calls(
     views = [r.pageviews or 0 for r in result]
     assert len(calls(api)) == 3
     assert views == sorted(views, reverse=True)
+
+
+@pytest.mark.parametrize("odd_shape", [False, True])
+async def test_split_rows_merge_as_columns_and_sort_ties_in_range_order(
+    api: aioresponses, fathom: FathomClient, odd_shape: bool
+) -> None:
+    def rows(start: str, end: str, params: dict[str, str]) -> list[dict[str, str]]:
+        day = start[:10]
+        answer = [{"pageviews": "1", "date": f"{day} 00:00:00"},
+                  {"pageviews": "2", "date": f"{day} 01:00:00"}]
+        if odd_shape and day == "2024-01-08":  # the same keys in another order
+            return [dict(reversed(row.items())) for row in answer]
+        return answer
+
+    api.get(url("/aggregations"), callback=_answer_by_range(rows), repeat=True)
+    result = await fathom.aggregations.query(
+        **REPORT, date_grouping="hour", date_from=datetime(2024, 1, 1),
+        date_to=datetime(2024, 1, 20), split=True, timezone="UTC", sort_by="pageviews:desc",
+    )
+    # one shape: merged and sorted column by column, not a row made
+    assert (result._table is None) == odd_shape
+    assert any(result._flags) == odd_shape
+    assert [(d["pageviews"], d["date"]) for d in result.to_dicts()] == [
+        (2, "2024-01-01 01:00:00"), (2, "2024-01-08 01:00:00"), (2, "2024-01-15 01:00:00"),
+        (1, "2024-01-01 00:00:00"), (1, "2024-01-08 00:00:00"), (1, "2024-01-15 00:00:00")]
+    assert list(result[1].raw) == (["date", "pageviews"] if odd_shape else ["pageviews", "date"])
+    assert (result.columns, result.timezone) == (("pageviews", "date"), "UTC")

@@ -13,14 +13,16 @@ from aioresponses import aioresponses
 
 from fathom_async import AggregationRow, AggregationRows, APIResponseError, FathomClient
 from fathom_async._converter import get_converter
-from fathom_async._rows import structure_rows
+from fathom_async._rows import structure_table
 from tests.conftest import url
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def rows(data: list[Any], **kwargs: Any) -> AggregationRows:
-    return AggregationRows(structure_rows(data, get_converter(True)), **kwargs)
+    table = structure_table(data, get_converter(True))
+    assert table is not None
+    return AggregationRows._from_table(table, **kwargs)
 
 
 HOURLY = [
@@ -154,6 +156,32 @@ def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
         rows([{"pageviews": "1"}]).to_pandas()
     with pytest.raises(ImportError, match=r"fathom-async\[polars\]"):
         rows([{"pageviews": "1"}]).to_polars()
+
+
+MIXED = [
+    {"visits": "3", "avg_duration": "12.5", "date": "2024-03-31 02:00:00",
+     "new_metric": [1], "pathname": "/"},
+    {"visits": "4", "avg_duration": "1", "date": "2024-03-31 03:00:00",
+     "new_metric": "7", "pathname": "/blog"},
+]
+
+
+@pytest.mark.parametrize("columns", [(), COLUMNS, ("pageviews", "city")])
+def test_columns_convert_as_the_rows_they_hold(columns: tuple[str, ...]) -> None:
+    table = structure_table(MIXED, get_converter(False))
+    assert table is not None
+    from_columns = AggregationRows._from_table(table, columns=columns, timezone="Europe/Berlin")
+    from_rows = AggregationRows(get_converter(False).structure_many(MIXED, AggregationRow),
+                                columns=columns, timezone="Europe/Berlin")
+    assert from_columns.to_dicts() == from_rows.to_dicts()
+    assert [list(d) for d in from_columns.to_dicts()] == [list(d) for d in from_rows.to_dicts()]
+    pd.testing.assert_frame_equal(from_columns.to_pandas(), from_rows.to_pandas())
+    polars_columns, polars_rows = from_columns.to_polars(), from_rows.to_polars()
+    assert polars_columns.schema == polars_rows.schema
+    # (an Object column never equals itself in polars: compare it as Python values)
+    assert polars_columns.rows() == polars_rows.rows()
+    assert polars_columns.drop("new_metric").equals(polars_rows.drop("new_metric"))
+    assert not any(from_columns._flags)  # no row was made for any of it
 
 
 async def test_query_results_convert(api: aioresponses, fathom: FathomClient) -> None:

@@ -22,7 +22,7 @@ from .._frames import AggregationRows
 from .._models import AggregationRow
 from .._protocol import ApiRequest, encode_id, join_csv
 from .._reports import ReportPlan, check_max_age, run_aggregation
-from .._rows import structure_rows
+from .._rows import structure_table
 from .._types import AGGREGATES, DATE_GROUPINGS, ENTITIES, FIELD_GROUPINGS, DateGrouping, Entity
 from .._validation import check_bool, check_choice, check_int, check_report_time, check_timezone
 from ._base import Resource
@@ -241,13 +241,16 @@ def _plan(
     )
 
 
-def _read_rows(converter: Converter) -> Callable[[Any], list[AggregationRow]]:
-    def read(data: Any) -> list[AggregationRow]:
+def _read_rows(converter: Converter) -> Callable[[Any], AggregationRows]:
+    def read(data: Any) -> AggregationRows:
         if isinstance(data, Mapping) and isinstance(data.get("data"), list):
             data = data["data"]  # the documented wrapper; the live API sends a bare array
         if not isinstance(data, list):
             raise APIResponseError("expected a list of aggregation rows", body=data)
-        return structure_rows(data, converter)
+        table = structure_table(data, converter)
+        if table is None:  # rows only the converter can read (or refuse): made now
+            return AggregationRows(converter.structure_many(data, AggregationRow))
+        return AggregationRows._from_table(table)
 
     return read
 

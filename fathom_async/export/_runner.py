@@ -33,7 +33,7 @@ import attrs
 
 from .._client import FathomClient
 from .._exceptions import ValidationError
-from .._models import AggregationRow
+from .._frames import AggregationRows
 from ._manifest import ChunkRecord, Manifest
 from ._spec import MAX_HOUR_DAYS, ExportSpec, align, chunk_end, units_in
 from ._writers import columns_of, write_chunk
@@ -391,7 +391,7 @@ class Export:
             "date_to": datetime.combine(last, time(23, 59, 59)),
             "limit": ROW_CAP,
         }
-        rows: list[AggregationRow]
+        rows: AggregationRows
         if series.kind == "pageviews":
             grouping = spec.pageview_grouping
             rows = await self.client.aggregations.query(
@@ -410,7 +410,7 @@ class Export:
             context = {"site_id": series.site_id, "event_name": series.event_name}
         self._requests += 1
         self._report_requests += 1
-        return [{**context, **row.to_dict()} for row in rows]
+        return [{**context, **row} for row in rows.to_dicts()]
 
     async def _write(
         self,

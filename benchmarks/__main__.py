@@ -22,7 +22,7 @@ from pathlib import Path
 
 BENCHMARKS = {
     "overhead": "Request overhead against raw aiohttp",
-    "structuring": "Structuring 100,000 aggregation rows",
+    "aggregations": "100,000 aggregation rows through aggregations.query",
     "scheduler": "Scheduler accuracy and per-acquire cost",
     "export": "Bulk export: wall time against the rate-limit floor, and peak memory",
     "imports": "Import time",

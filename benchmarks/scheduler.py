@@ -14,6 +14,9 @@ Run it with `python -m benchmarks.scheduler`. In one run, for every limiter:
 Each figure is the median of several runs, with the spread (min-max) beside it. The
 table is printed as Markdown. The exit status is 1 when a figure could not be made
 (pyrate-limiter is optional: without it, its row is left out with a note).
+
+aiolimiter and pyrate-limiter are benchmark peers, not dependencies of fathom_async:
+both come with the `dev` extra (`pip install -e '.[dev]'`), which this benchmark needs.
 """
 
 from __future__ import annotations

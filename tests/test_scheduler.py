@@ -8,6 +8,7 @@ milliseconds and no test sleeps on the wall clock. Grant times are read with
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
 import threading
@@ -1054,3 +1055,24 @@ async def test_a_looser_report_without_a_reset_arriving_late_does_not_loosen_the
     assert limits.snapshot()["reports"].server_remaining == 0
     permit = await limits.acquire("reports")
     assert permit.granted_at == 60.01  # one period after the last report
+
+
+async def test_a_released_permit_leaves_no_garbage_cycle() -> None:
+    """Every call takes and releases a permit: that must not feed the cyclic GC."""
+    limits = RateLimits(entity=(10**6, 3600), reports=(10, 60))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(100):
+            permit = limits.try_acquire("entity")
+            assert permit is not None
+            permit.release()
+        del permit
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    revocable = limits.try_acquire("entity")
+    assert revocable is not None
+    revocable.release()
+    revocable.revoke()  # a released permit cannot be revoked: nothing happens
+    assert limits.snapshot()["entity"].sent_in_window == 101

@@ -52,6 +52,6 @@ def decoder_name() -> str:
 
 def loads(body: bytes) -> Any:
     """Decode a UTF-8 JSON body; anything else raises a `ValueError`."""
-    if body[:3] == _BOM:
+    if body.startswith(_BOM):
         body = body[3:]
     return _pick()[1](body)

@@ -1,10 +1,12 @@
 """Request overhead: the client against raw aiohttp doing the same requests.
 
-Run it with `python -m benchmarks.overhead [--rounds 5] [--requests 4000]`. A
+Run it with `python -m benchmarks.overhead [--rounds 30] [--requests 640]`. A
 loopback aiohttp server (its own process, so it does not share the client's core)
-answers `GET /v1/sites/{id}` with a site. In one run, interleaved round by round
-(the order of the clients turns each round), three clients make the same requests
-at concurrency 64:
+answers `GET /v1/sites/{id}` with a site. Three long-lived clients, made once per
+event loop, make the same requests at concurrency 64, in many short rounds whose
+order turns round by round, so that each client's figure is taken next to raw
+aiohttp's at the same machine speed (a shared machine's speed drifts by more than
+the differences measured here):
 
 - raw aiohttp: `session.get` with the same headers, `await response.read()`, and
   `json.loads`: what a raw aiohttp user writes (`response.json()` is the same
@@ -15,9 +17,9 @@ at concurrency 64:
   armed, structuring into a `Site`;
 - fathom_async with the scheduler on, its limit far above the load.
 
-Every round runs the three under the default asyncio loop and again under uvloop
-(the uvloop columns say "not installed" when it does not import; ratios there are
-to raw aiohttp under uvloop). Figures: throughput and its ratio to raw aiohttp, and
+The same runs under the default asyncio loop and again under uvloop (the uvloop
+columns say "not installed" when it does not import; ratios there are to raw
+aiohttp under uvloop). Figures: throughput and its ratio to raw aiohttp, and
 the client process's CPU time (`time.process_time()`) per call, with what the client
 adds to raw aiohttp's; the median and spread (min-max) of the rounds.
 Targets, on the asyncio loop: >= 0.93x without the limiter, >= 0.90x with it.
@@ -41,7 +43,7 @@ import aiohttp
 SITE = {"id": "CDBUGS", "object": "site", "name": "Bugs Bunny Portfolio", "sharing": "none",
         "created_at": "2020-07-27 12:01:01"}
 CONCURRENCY = 64
-REQUESTS = 4000
+REQUESTS = 640
 TOKEN = "benchmark-token"
 
 
@@ -85,40 +87,48 @@ async def _drive(call: Callable[[], Awaitable[object]], requests: int) -> tuple[
     return requests / elapsed, spent / requests * 1e6
 
 
-async def _round(base: str, requests: int, turn: int) -> Figures:
+async def _rounds(base: str, requests: int, rounds: int) -> list[Figures]:
+    """`rounds` rounds of `requests` calls per client, the clients made once.
+
+    Rounds are short and the order of the clients turns each round, so each
+    client's figure is taken next to raw aiohttp's, at the same machine speed.
+    """
     from fathom_async import FathomClient, RateLimits
 
     headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
     limits = RateLimits(entity=(10**9, 3600), reports=(10**9, 60))
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+    off = FathomClient(TOKEN, base_url=base, rate_limits=None)
+    on = FathomClient(TOKEN, base_url=base, rate_limits=limits)
 
-    async def raw() -> tuple[float, float]:
-        connector = aiohttp.TCPConnector(limit=100)
-        async with aiohttp.ClientSession(connector=connector) as session:
+    async def raw() -> object:
+        async with session.get(f"{base}/sites/CDBUGS", headers=headers) as response:
+            return json.loads(await response.read())
 
-            async def get() -> object:
-                async with session.get(f"{base}/sites/CDBUGS", headers=headers) as response:
-                    return json.loads(await response.read())
-
-            return await _drive(get, requests)
-
-    async def ours(rate_limits: RateLimits | None) -> tuple[float, float]:
-        async with FathomClient(TOKEN, base_url=base, rate_limits=rate_limits) as fathom:
-            return await _drive(lambda: fathom.sites.get("CDBUGS"), requests)
-
-    runs: dict[str, Callable[[], Awaitable[tuple[float, float]]]] = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         RAW: raw,
-        "fathom_async, limiter off": lambda: ours(None),
-        "fathom_async, scheduler on": lambda: ours(limits),
+        "fathom_async, limiter off": lambda: off.sites.get("CDBUGS"),
+        "fathom_async, scheduler on": lambda: on.sites.get("CDBUGS"),
     }
-    names = list(runs)
-    results: Figures = {}
-    for name in names[turn % len(names):] + names[:turn % len(names)]:
-        results[name] = await runs[name]()
+    names = list(calls)
+    results: list[Figures] = []
+    try:
+        for name in names:  # warm up: connections open, code paths run once
+            await _drive(calls[name], requests)
+        for turn in range(rounds):
+            figures: Figures = {}
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
+                figures[name] = await _drive(calls[name], requests)
+            results.append(figures)
+    finally:
+        await session.close()
+        await off.close()
+        await on.close()
     return results
 
 
-def _run(kind: str, base: str, requests: int, turn: int) -> Figures:
-    """One round on a fresh loop of `kind`."""
+def _run(kind: str, base: str, requests: int, rounds: int) -> list[Figures]:
+    """The rounds on a fresh loop of `kind`."""
     if kind == "uvloop":
         uvloop: Any = importlib.import_module("uvloop")
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
@@ -126,7 +136,7 @@ def _run(kind: str, base: str, requests: int, turn: int) -> Figures:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_round(base, requests, turn))
+        return loop.run_until_complete(_rounds(base, requests, rounds))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         asyncio.set_event_loop(None)
@@ -140,7 +150,7 @@ def _spread(values: list[float], form: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--requests", type=int, default=REQUESTS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -161,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         assert server.stdout is not None
         base = server.stdout.readline().strip()
         for kind in kinds:
-            _run(kind, base, options.requests, 0)  # warm up both sides
-        for number in range(options.rounds):
-            for kind in kinds[number % len(kinds):] + kinds[:number % len(kinds)]:
-                rounds[kind].append(_run(kind, base, options.requests, number))
+            rounds[kind] = _run(kind, base, options.requests, options.rounds)
     finally:
         server.kill()
         server.wait()

@@ -28,7 +28,6 @@ import abc
 import asyncio
 import collections
 import contextlib
-import functools
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -108,6 +107,31 @@ class Permit:
     def __repr__(self) -> str:
         state = "released" if self.released else "held"
         return f"<Permit {self.bucket} granted_at={self.granted_at:.6f} {state}>"
+
+
+class _Grant(Permit):
+    """A permit a `WaitQueue` granted: revoking it goes to the queue.
+
+    The queue and its give-back are slots rather than a closure over the permit,
+    so no grant (one per API call) makes a reference cycle or a closure.
+    """
+
+    __slots__ = ("_give_back", "_queue")
+
+    _queue: WaitQueue | None
+    _give_back: Callable[[Permit], None] | None
+
+    def __init__(self, bucket: Bucket, granted_at: float, on_release: Callable[[], None]) -> None:
+        super().__init__(bucket, granted_at, on_release)
+        self._queue = None
+        self._give_back = None
+
+    def revoke(self) -> None:
+        queue, self._queue = self._queue, None
+        if queue is not None and self._give_back is not None and self._on_release is not None:
+            queue._revoked(self, self._give_back)
+        else:
+            self.release()
 
 
 class Places:
@@ -290,10 +314,10 @@ class WaitQueue(abc.ABC):
     def permit(self, granted_at: float, give_back: Callable[[Permit], None] | None) -> Permit:
         """A permit for a grant this queue made (its in-flight place is taken)."""
         self.held += 1
-        permit = Permit(self.bucket, granted_at)
-        permit._on_release = self._released
+        permit = _Grant(self.bucket, granted_at, self._released)
         if give_back is not None:
-            permit._on_revoke = functools.partial(self._revoked, permit, give_back)
+            permit._queue = self
+            permit._give_back = give_back
         return permit
 
     def _released(self) -> None:

@@ -239,3 +239,26 @@ def test_timestamps_become_aware_utc(text: str, expected: datetime) -> None:
 def test_parse_date_accepts_a_timestamp_too() -> None:
     assert parse_date("2024-01-02") == date(2024, 1, 2)
     assert parse_date("2024-01-02 23:00:00") == date(2024, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("account.json", Account), ("site.json", Site), ("site_created.json", Site),
+        ("site_wiped.json", Wiped), ("event.json", Event),
+        ("event_v1.json", Event), ("event_created.json", Event),
+    ],
+)
+def test_the_generated_path_builds_what_cattrs_builds(name: str, model: type[Any]) -> None:
+    """The fast path fills a mutable twin and turns it into the model: same object."""
+    data = sample(name)
+    fast = strict.structure(data, model)
+    slow = strict._conv.structure(data, model)
+    assert type(fast) is model
+    assert fast == slow
+    assert hash(fast) == hash(slow)
+    assert repr(fast) == repr(slow)
+    assert fast.raw is data
+    with pytest.raises(AttributeError):  # still frozen
+        fast.raw = {}
+    assert strict._fast[model] is not None  # the generated path did run

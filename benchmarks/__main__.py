@@ -23,6 +23,7 @@ from pathlib import Path
 BENCHMARKS = {
     "overhead": "Request overhead against raw aiohttp",
     "aggregations": "100,000 aggregation rows through aggregations.query",
+    "retry": "What the retry engine costs a call",
     "scheduler": "Scheduler accuracy and per-acquire cost",
     "export": "Bulk export: wall time against the rate-limit floor, and peak memory",
     "imports": "Import time",

@@ -225,11 +225,11 @@ def _fast_structurer(model: type[T], strict: bool) -> Callable[[Any], T] | None:
             lines.append(f"        if {value} is None: raise _Fallback")
     lines.append("    except (TypeError, ValueError, OverflowError):")
     lines.append("        raise _Fallback from None")
-    blank = _blank_class(model)
+    blank = blank_class(model)
     if blank is None:
         call = ", ".join(f"{name}=v{index}" for index, name in enumerate(names))
         lines.append(f"    return model({call}, raw=d)")
-    else:  # what `model(...)` would do, as plain slot stores (see `_blank_class`)
+    else:  # what `model(...)` would do, as plain slot stores (see `blank_class`)
         namespace["new"], namespace["Blank"] = object.__new__, blank
         lines.append("    obj = new(Blank)")
         lines += [f"    obj.{name} = v{index}" for index, name in enumerate(names)]
@@ -239,7 +239,7 @@ def _fast_structurer(model: type[T], strict: bool) -> Callable[[Any], T] | None:
     return function
 
 
-def _blank_class(model: type[T]) -> type[T] | None:
+def blank_class(model: type[T]) -> type[T] | None:
     """A mutable twin of a frozen, slotted model whose `__init__` only stores fields.
 
     A frozen attrs `__init__` stores each field through `object.__setattr__`, a call

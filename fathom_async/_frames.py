@@ -1,11 +1,13 @@
 """Aggregation results: an immutable sequence of rows kept as columns, and ways out.
 
 `AggregationRows` is what `aggregations.query()` returns. Underneath it is, for any
-answer `_rows` can vouch for, a `Table`: the response read column by column, each
-field converted once. Its `AggregationRow`s are made when first touched (indexing,
-iterating, `in`), a block at a time, and kept, so the same index gives the same
-object; slices, merges and sorts reorder the columns, and `to_dicts()`,
-`to_pandas()` and `to_polars()` read them, without making a row. Other answers are
+answer `_rows` can vouch for, a `Table`: the decoded row dicts, each field checked
+and converted once per column (the converted columns kept beside the dicts). Its
+`AggregationRow`s are made when first touched (indexing, iterating, `in`), a block
+at a time, each with its own decoded dict as `raw`, and kept, so the same index
+gives the same object; slices, merges and sorts reorder the dicts and columns, and
+`to_dicts()`, `to_pandas()` and `to_polars()` read them, without making a row
+(columns that were not kept are read from the dicts, once per call). Other answers are
 held as the converter built them. It is deliberately not a `list` subclass: C code
 (`json.dumps`, `pickle`, `list.__eq__`) reads a list's items directly and would see
 an empty or stale list. pandas and polars are optional extras, imported when a
@@ -25,6 +27,7 @@ was made with; the site's own zone is `(await fathom.sites.get(site_id)).timezon
 from __future__ import annotations
 
 import operator
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import chain, repeat
@@ -144,6 +147,7 @@ class AggregationRows(Sequence[AggregationRow]):
                 ]
             made[start:stop] = fresh
             flags[start:stop] = b"\x01" * (stop - start)
+            return fresh  # the rows just stored: no second copy
         return cast("list[AggregationRow]", made[start:stop])
 
     def _blocks(self, starts: Iterable[int], *, backwards: bool) -> Iterator[AggregationRow]:
@@ -252,7 +256,13 @@ class AggregationRows(Sequence[AggregationRow]):
         table = self._table
         if table is None:
             return [row.to_dict() for row in self]
-        return list(map(dict, map(zip, repeat(table.keys), zip(*table.typed, strict=True))))
+        # Each row's dict copied (in its own key order), then its converted values
+        # put in place of the wire ones, all in C loops.
+        dicts = list(map(dict, table.raws))
+        for key, column in zip(table.keys, table.typed, strict=True):
+            if column is not None:
+                deque(map(operator.setitem, dicts, repeat(key), column), maxlen=0)
+        return dicts
 
     def to_pandas(self, timezone: str | None = None) -> pandas.DataFrame:
         """A pandas DataFrame (needs the `pandas` extra); `date` in `timezone`.
@@ -316,8 +326,8 @@ class AggregationRows(Sequence[AggregationRow]):
         """
         table = self._table
         if table is not None:
-            names = dict.fromkeys([*self.columns, *table.keys])
-            return {name: table.column(name) for name in names}
+            names = tuple(dict.fromkeys([*self.columns, *table.keys]))
+            return dict(zip(names, table.columns(names), strict=True))
         seen = dict.fromkeys(self.columns)
         for row in self:
             seen.update(dict.fromkeys(row.raw))

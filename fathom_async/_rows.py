@@ -3,20 +3,29 @@
 A report can hold tens of thousands of rows, and making that many attrs objects is
 most of the cost of reading one. Every row of one response has the same keys (the
 aggregates, `date` and the field groupings asked for), so a response is read into a
-`Table`: per key, the wire values picked out in C loops (`map(itemgetter)`) and
+`Table`: each key's values picked out in C loops (`itemgetter`, `zip`), checked and
 converted once per column (`map(int, ...)`). Rows are made only when someone asks
 for them, a block at a time, by a function generated once per shape that fills the
 slots with straight-line attribute stores, no per-field dispatch left.
 
+The table keeps the decoded row dicts, and each made row's `raw` is its dict: the
+same object `Converter.structure` gives it, so in the row's own wire order (rows
+may order their keys differently) and with nothing rebuilt per row. A dict holding
+only strings and numbers is never tracked by the garbage collector, so keeping
+them costs its collections nothing, and a made row is one allocation, not two.
+Only the columns conversion changes (numbers sent as strings) are kept besides;
+strings, numbers sent as they are typed, and keys the SDK does not know are read
+from the dicts when a row or a column asks for them.
+
 What this module must never do is disagree with the converter. The table takes only
 the plain cases it can prove identical (a list of exact `dict` rows with the same
-keys in the same order, numbers as `str` or `int`, strings as `str`); for anything
-else, including every malformed row, `structure_table` answers None and the caller
-hands the rows to `Converter.structure_many`, so values and `APIResponseError`s are
-the converter's own. Unknown keys are kept (in `raw`, with their wire values) as the
+keys, numbers as `str` or `int`, strings as `str`); for anything else, including
+every malformed row, `structure_table` answers None and the caller hands the rows
+to `Converter.structure_many`, so values and `APIResponseError`s are the
+converter's own. Unknown keys are kept (in `raw`, with their wire values) as the
 lenient converter keeps them, and left to the converter (to fail) when it is strict.
-Everything that can fail is checked while the table is built, so making rows later
-cannot.
+Everything that can fail is checked while the table is built (every known field's
+column, kept or not), so making rows later cannot.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from ._converter import Converter
+from ._converter import Converter, blank_class
 from ._models import AggregationRow
 
 __all__ = ["BLOCK", "Table", "concat_tables", "structure_table"]
@@ -52,7 +61,7 @@ class _Fallback(Exception):
     """The table cannot vouch for this input; the converter takes over."""
 
 
-def _all_str(column: list[Any]) -> bool:
+def _all_str(column: Sequence[Any]) -> bool:
     # join() checks each item is a str, in C, several times faster than collecting
     # the types; it accepts str subclasses, which the converter's hooks accept too.
     try:
@@ -62,7 +71,7 @@ def _all_str(column: list[Any]) -> bool:
     return True
 
 
-def _ints(column: list[Any]) -> list[Any]:
+def _ints(column: Sequence[Any]) -> Sequence[Any]:
     if _all_str(column):
         try:
             return list(map(int, column))
@@ -73,7 +82,8 @@ def _ints(column: list[Any]) -> list[Any]:
     raise _Fallback
 
 
-def _floats(column: list[Any]) -> list[Any]:
+def _floats(column: Sequence[Any]) -> Sequence[Any]:
+    values: Sequence[Any]
     if _all_str(column) or set(map(type, column)) == _INT:
         try:
             values = list(map(float, column))
@@ -89,79 +99,104 @@ def _floats(column: list[Any]) -> list[Any]:
     return values
 
 
-def _strs(column: list[Any]) -> list[Any]:
+def _strs(column: Sequence[Any]) -> Sequence[Any]:
     if _all_str(column):
         return column
     raise _Fallback
 
 
-_CONVERTERS: dict[type, Callable[[list[Any]], list[Any]]] = {
+_CONVERTERS: dict[type, Callable[[Sequence[Any]], Sequence[Any]]] = {
     int: _ints,
     float: _floats,
     str: _strs,
 }
 
-# Rows are read a block at a time, column by column, in C loops (map): a block of
-# dicts is small enough to stay in the CPU cache while each of its keys is picked.
+# Rows are read a block at a time, in C loops (map, zip): a block of dicts is small
+# enough to stay in the CPU cache while its values are picked.
 # Rows are made in blocks too: one call of a generated function per block.
 BLOCK = 512
 
 
 Column = tuple[Any, ...]
+Rows = Sequence[dict[str, Any]]
 
 
 @typing.final
 class Table:
     """Aggregation rows of one shape, column by column; immutable once built.
 
-    `keys` are the rows' keys in wire order. Per key, `wire` holds the values as
-    sent (so that a row's `raw` can be rebuilt) and `typed` the values as
-    `AggregationRow` holds them; where conversion changed nothing (strings, numbers
-    sent as ints, keys the SDK does not know) the two are one tuple, kept once.
-    Columns are tuples, not lists: a tuple of strings and numbers is dropped from
-    the garbage collector's watch, so holding a large table costs the collector
-    nothing (a list would have every value visited by each full collection).
-    Slicing, reordering and concatenating give new tables.
+    `keys` are the rows' keys, in the first row's order (other rows may order the
+    same keys differently). `raws` are the decoded row dicts themselves (the list
+    the response was decoded to, handed over): each made row's `raw` is its dict.
+    `typed` holds, per key, the values as `AggregationRow` holds them where
+    conversion changed them (numbers sent as strings, ints for a float field),
+    else None: those values are the wire values, read from `raws` when wanted
+    (`column`). Typed columns are tuples, not lists: a tuple of numbers is dropped
+    from the garbage collector's watch after one collection, and the dicts (of
+    strings and numbers) are never watched, so a held table costs a full
+    collection one visit per row, for the list of dicts (a list of values would
+    have every value visited). Slicing, reordering and concatenating give new
+    tables.
     """
 
-    __slots__ = ("keys", "same", "typed", "wire")
+    __slots__ = ("keys", "raws", "typed")
 
     def __init__(
-        self, keys: tuple[str, ...], typed: tuple[Column, ...], wire: tuple[Column, ...]
+        self, keys: tuple[str, ...], raws: Rows, typed: tuple[Column | None, ...]
     ) -> None:
         self.keys = keys
+        self.raws = raws
         self.typed = typed
-        self.wire = wire
-        # Part of the shape a row maker is generated for: shared columns are read once.
-        self.same = tuple(t is w for t, w in zip(typed, wire, strict=True))
 
     def __len__(self) -> int:
-        return len(self.wire[0])
+        return len(self.raws)
 
     def column(self, key: str) -> Column:
         """The typed values of `key`: the wire values for a key the SDK does not
         know, None for every row when the rows lack the key."""
-        if key in self.keys:
-            return self.typed[self.keys.index(key)]
-        return (None,) * len(self)
+        if key not in self.keys:
+            return (None,) * len(self)
+        typed = self.typed[self.keys.index(key)]
+        return tuple(map(itemgetter(key), self.raws)) if typed is None else typed
+
+    def columns(self, keys: Sequence[str]) -> list[Column]:
+        """`column(key)` for each of `keys`; the ones read from the dicts are read
+        together, block by block, so that each dict is fetched into the CPU cache
+        once for all of them."""
+        read = [
+            key for key in dict.fromkeys(keys)
+            if key in self.keys and self.typed[self.keys.index(key)] is None
+        ]
+        getters = list(map(itemgetter, read))
+        columns: list[list[Any]] = [[] for _ in read]
+        for start in range(0, len(self) if read else 0, BLOCK):
+            block = self.raws[start:start + BLOCK]
+            for column, get in zip(columns, getters, strict=True):
+                column += map(get, block)
+        found = dict(zip(read, map(tuple, columns), strict=True))
+        return [found[key] if key in found else self.column(key) for key in keys]
 
     def rows(self, start: int, stop: int) -> list[AggregationRow]:
         """New `AggregationRow`s for rows `start` to `stop - 1`."""
-        return _maker(self.keys, self.same)(self.typed, self.wire, start, stop)
+        shape = tuple(column is not None for column in self.typed)
+        return _maker(self.keys, shape)(self.raws, self.typed, start, stop)
 
     def take(self, selector: slice | Sequence[int]) -> Table:
         """The rows a slice or a list of indexes picks, in that order."""
         if isinstance(selector, slice):
-            return self._map(lambda column: column[selector])
-        return self._map(lambda column: tuple(map(column.__getitem__, selector)))
-
-    def _map(self, pick: Callable[[Column], Column]) -> Table:
-        """A table of `pick(column)` for each column, a shared column picked once."""
-        wire = tuple(map(pick, self.wire))
-        typed = tuple(
-            w if same else pick(t) for t, w, same in zip(self.typed, wire, self.same, strict=True)
+            return Table(
+                self.keys,
+                self.raws[selector],
+                tuple(None if column is None else column[selector] for column in self.typed),
+            )
+        return Table(
+            self.keys,
+            tuple(map(self.raws.__getitem__, selector)),
+            tuple(
+                None if column is None else tuple(map(column.__getitem__, selector))
+                for column in self.typed
+            ),
         )
-        return Table(self.keys, typed, wire)
 
 
 def concat_tables(tables: Sequence[Table]) -> Table | None:
@@ -171,22 +206,21 @@ def concat_tables(tables: Sequence[Table]) -> Table | None:
         return None
     if len(tables) == 1:
         return tables[0]  # immutable: shared, not copied
-    wire = tuple(
-        tuple(chain.from_iterable(parts)) for parts in zip(*(t.wire for t in tables), strict=True)
-    )
+    raws = tuple(chain.from_iterable(table.raws for table in tables))
     typed = tuple(
-        w if all(t.same[index] for t in tables)
-        else tuple(chain.from_iterable(t.typed[index] for t in tables))
-        for index, w in enumerate(wire)
+        None if all(table.typed[index] is None for table in tables)
+        else tuple(chain.from_iterable(table.column(key) for table in tables))
+        for index, key in enumerate(keys)
     )
-    return Table(keys, typed, wire)
+    return Table(keys, raws, typed)
 
 
 @functools.lru_cache(maxsize=256)
 def _reader(
     keys: tuple[str, ...], strict: bool
-) -> tuple[Callable[[list[Any]], list[Any]] | None, ...] | None:
-    """Per key, the converter of its column (None: kept as sent); None: never a table."""
+) -> tuple[Callable[[Sequence[Any]], Sequence[Any]] | None, ...] | None:
+    """Per key, the checker and converter of its column (None: a key the SDK does not
+    know, only looked for); None: never a table."""
     unknown = [key for key in keys if key not in _FIELDS]
     if unknown and (strict or "raw" in unknown):
         return None  # strict refuses them; a "raw" key is the converter's business
@@ -205,85 +239,91 @@ def structure_table(items: Any, converter: Converter) -> Table | None:
         return None
     keys = tuple(items[0])
     converters = _reader(keys, converter.strict)
-    # One shape: the same keys in the same order, so `raw` comes back in wire order.
-    if converters is None or set(map(type, items)) != _DICT or set(map(tuple, items)) != {keys}:
+    if converters is None:
         return None
-    getters = [itemgetter(key) for key in keys]
-    wire: list[list[Any]] = [[] for _ in keys]
-    typed: list[list[Any]] = [[] for _ in keys]
-    converted = [False] * len(keys)  # whether any block's typed values are new ones
+    width = {len(keys)}
+    split = _splitter(keys)
+    # Per key, the typed values once conversion has changed any, block by block
+    # (None: the values are read from the dicts when wanted, as sent).
+    typed: list[list[Sequence[Any]] | None] = [None] * len(keys)
     try:
         for start in range(0, len(items), BLOCK):
             block = items[start:start + BLOCK]
-            for index, get in enumerate(getters):
-                values = list(map(get, block))
-                wire[index] += values
+            # One shape: as many keys in every row, and every row has each of them
+            # (`split` raises KeyError otherwise), in whatever order: each row's
+            # `raw` is its own dict, so keeps its own order.
+            if set(map(type, block)) != _DICT or set(map(len, block)) != width:
+                return None
+            for index, values in enumerate(split(block)):
                 convert = converters[index]
-                result = values if convert is None else convert(values)
-                if result is not values and not converted[index]:
-                    converted[index] = True
-                    typed[index] = wire[index][:start]  # the blocks before: typed as sent
-                if converted[index]:
-                    typed[index] += result
-    except _Fallback:
+                if convert is None:
+                    continue
+                result = convert(values)  # checked even where nothing is kept
+                parts = typed[index]
+                if parts is not None:
+                    parts.append(result)
+                elif result is not values:
+                    # The first block conversion changes: the blocks before were
+                    # typed as sent.
+                    parts = [tuple(map(itemgetter(keys[index]), items[:start])), result]
+                    typed[index] = parts
+    except (_Fallback, KeyError):
         return None
-    wire_columns = tuple(map(tuple, wire))
     return Table(
         keys,
-        tuple(
-            tuple(column) if changed else same
-            for column, same, changed in zip(typed, wire_columns, converted, strict=True)
-        ),
-        wire_columns,
+        items,  # handed over: the caller keeps no use for it
+        tuple(None if parts is None else tuple(chain.from_iterable(parts)) for parts in typed),
     )
 
 
-class _Blank(AggregationRow):
-    """A row being filled in: the same slots, but plain attribute stores.
-
-    `AggregationRow` is frozen, so every store goes through `object.__setattr__`, a
-    call. With the frozen hooks put back to object's own, `row.visits = v` becomes
-    the interpreter's direct slot store. Before anyone sees it, each row becomes an
-    `AggregationRow` by `__class__` assignment (same layout: this class adds no
-    slots), so the result is exactly the frozen class, indistinguishable from one
-    built by `__init__`.
-    """
-
-    __slots__ = ()
-    __setattr__ = object.__setattr__
-    __delattr__ = object.__delattr__
+def _splitter(keys: tuple[str, ...]) -> Callable[[Rows], Sequence[Column]]:
+    """A function of a block of rows -> its columns, one per key (KeyError: a row
+    lacks one). Each row's values are picked at once, while its dict is in the
+    CPU cache, and the rows' tuples turned into columns (`zip`), all in C loops."""
+    if len(keys) == 1:
+        get = itemgetter(keys[0])
+        return lambda block: (tuple(map(get, block)),)
+    get_all = itemgetter(*keys)
+    return lambda block: list(zip(*map(get_all, block), strict=True))
 
 
-def _source(keys: tuple[str, ...], same: tuple[bool, ...]) -> str:
+# A row being filled in: `AggregationRow`'s mutable twin (`_converter.blank_class`,
+# the one mechanism every flat model uses), plain slot stores, then `__class__`
+# assignment makes it exactly the frozen class, as `__init__` would have built it.
+_Blank = blank_class(AggregationRow)
+assert _Blank is not None  # AggregationRow's __init__ only stores its fields
+
+
+def _source(keys: tuple[str, ...], kept: tuple[bool, ...]) -> str:
     """Python source of a row maker; only our own field names go in it.
 
-    Keys the SDK does not know come from the response: they reach the code as
-    values (`KEYS`), never as text.
+    A field with a typed column is read from it; any other field the row has is
+    read from the row's dict, by a key that reaches the code as a value (`READ`),
+    never as text: response keys never reach the source.
     """
     known = [index for index, key in enumerate(keys) if key in _FIELDS]
-    converted = [index for index in known if not same[index]]
-    wire = "".join(f"r{index}, " for index in range(len(keys)))
-    typed = "".join(f"v{index}, " for index in converted)
-    raw = ", ".join(f"k{index}: r{index}" for index in range(len(keys)))
+    converted = [index for index in known if kept[index]]
+    read = [index for index in known if not kept[index]]
     lines = [
-        "def make(typed, wire, start, stop):",
-        f"    {''.join(f'k{index}, ' for index in range(len(keys)))}= KEYS",
-        *(f"    w{index} = wire[{index}][start:stop]" for index in range(len(keys))),
+        "def make(raws, typed, start, stop):",
+        *([f"    {''.join(f'k{index}, ' for index in read)}= READ"] if read else []),
         *(f"    t{index} = typed[{index}][start:stop]" for index in converted),
-        "    rows = []",
-        "    append = rows.append",
-        f"    for row, {wire}{typed}in zip(map(new, repeat(Blank)), "
-        + "".join(f"w{index}, " for index in range(len(keys)))
+        "    raws = raws[start:stop]",
+        "    rows = list(map(new, repeat(Blank, len(raws))))",
+        "    for raw, row, "
+        + "".join(f"v{index}, " for index in converted)
+        + "in zip(raws, rows, "
         + "".join(f"t{index}, " for index in converted)
         + "):",
         *(
-            f"        row.{keys[index]} = {'v' if index in converted else 'r'}{index}"
+            f"        row.{keys[index]} = v{index}"
+            if kept[index]
+            else f"        row.{keys[index]} = raw[k{index}]"
             for index in known
         ),
         *(f"        row.{name} = None" for name in _FIELDS if name not in keys),
-        f"        row.raw = {{{raw}}}",
+        "        row.raw = raw",
         "        row.__class__ = Row",
-        "        append(row)",
         "    return rows",
     ]
     return "\n".join(lines) + "\n"
@@ -291,20 +331,25 @@ def _source(keys: tuple[str, ...], same: tuple[bool, ...]) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _maker(
-    keys: tuple[str, ...], same: tuple[bool, ...]
-) -> Callable[[tuple[Column, ...], tuple[Column, ...], int, int], list[AggregationRow]]:
-    """The row maker for tables of this shape (keys, and which columns are shared)."""
+    keys: tuple[str, ...], kept: tuple[bool, ...]
+) -> Callable[[Rows, tuple[Column | None, ...], int, int], list[AggregationRow]]:
+    """The row maker for tables of this shape (keys, and which have typed columns)."""
     namespace: dict[str, Any] = {
-        "KEYS": keys,
+        "READ": tuple(
+            key for key, typed in zip(keys, kept, strict=True) if key in _FIELDS and not typed
+        ),
         "new": object.__new__,
         "repeat": repeat,
+        "len": len,
+        "list": list,
+        "map": map,
         "zip": zip,
         "Blank": _Blank,
         "Row": AggregationRow,
     }
     label = ",".join(key for key in keys if key in _FIELDS)  # response keys never reach it
-    exec(compile(_source(keys, same), f"<fathom_async rows {label}>", "exec"), namespace)
+    exec(compile(_source(keys, kept), f"<fathom_async rows {label}>", "exec"), namespace)
     function: Callable[
-        [tuple[Column, ...], tuple[Column, ...], int, int], list[AggregationRow]
+        [Rows, tuple[Column | None, ...], int, int], list[AggregationRow]
     ] = namespace["make"]
     return function

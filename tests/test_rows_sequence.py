@@ -43,7 +43,8 @@ def made(rows: AggregationRows) -> int:
 
 
 def portraits(rows: Sequence[AggregationRow]) -> list[tuple[Any, ...]]:
-    return [(type(row), row, list(row.raw.items())) for row in rows]
+    return [(type(row), row, list(row.raw.items()), list(row.to_dict().items()))
+            for row in rows]
 
 
 def test_indexing_makes_that_row_once() -> None:
@@ -174,6 +175,8 @@ def test_pickle_round_trips_columns_and_terms(protocol: int) -> None:
     assert (back.columns, back.timezone, back.truncated) == (COLUMNS, "Europe/Berlin", True)
     assert back._table is not None  # still columns
     assert back[0] == first
+    assert back[0].raw is back._table.raws[0]  # one dict, as before
+    assert back[1].raw is back._table.raws[1]
     assert portraits(back) == portraits(converter_rows(data))
     assert back.to_dicts() == rows.to_dicts()
     made_rows = AggregationRows(converter_rows(data[:3]), columns=COLUMNS)
@@ -201,7 +204,10 @@ SORTABLE = ["pageviews", "avg_duration", "pathname"]
 
 @st.composite
 def chunk_lists(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
-    """The answers of a split query: one shape, some empty, values often tied."""
+    """The answers of a split query: one shape, some empty, values often tied.
+
+    Rows after a chunk's first may have their keys in another order.
+    """
     keys = draw(st.lists(st.sampled_from(SORTABLE), min_size=1, max_size=3, unique=True))
     value = {
         "pageviews": st.integers(0, 3).map(str),
@@ -209,7 +215,11 @@ def chunk_lists(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
         "pathname": st.sampled_from(["/", "/a", "/b"]),
     }
     row = st.tuples(*(value[key] for key in keys)).map(lambda v: dict(zip(keys, v, strict=True)))
-    return draw(st.lists(st.lists(row, max_size=8), min_size=1, max_size=5))
+    chunks = draw(st.lists(st.lists(row, max_size=8), min_size=1, max_size=5))
+    if draw(st.booleans()):
+        chunks = [[dict(reversed(r.items())) if n % 2 else r for n, r in enumerate(chunk)]
+                  for chunk in chunks]
+    return chunks
 
 
 def merge(
@@ -236,7 +246,24 @@ def test_merging_columns_gives_the_rows_merging_rows_gives(
     assert (columns.columns, columns.timezone, columns.truncated) == (
         ("pageviews",), "UTC", True)
     assert portraits(columns) == portraits(rows)
-    assert columns.to_dicts() == rows.to_dicts()
+    assert [list(d.items()) for d in columns.to_dicts()] == [
+        list(d.items()) for d in rows.to_dicts()]
+    wire = [item for chunk in chunks for item in chunk]
+    assert sorted(map(id, (row.raw for row in columns))) == sorted(map(id, wire))
+
+
+def test_tables_typed_one_way_and_sent_as_typed_the_other_merge() -> None:
+    first = [{"pageviews": "2", "avg_duration": 1.5, "pathname": "/a"}] * 3
+    second = [{"pageviews": 3, "avg_duration": "0.5", "pathname": "/b"}] * 2
+    parts = [table_rows(first), table_rows(second)]
+    merged = AggregationRows._concat(parts, columns=(), timezone=None, truncated=False)
+    assert merged._table is not None
+    assert merged._table.typed[:2] == ((2, 2, 2, 3, 3), (1.5, 1.5, 1.5, 0.5, 0.5))
+    assert merged._table.typed[2] is None
+    assert portraits(merged) == portraits(converter_rows(first + second))
+    assert merged.to_dicts() == [row.to_dict() for row in converter_rows(first + second)]
+    assert [row.pathname for row in merged._sorted("avg_duration", False)] == ["/b"] * 2 + [
+        "/a"] * 3
 
 
 def test_rows_of_different_shapes_merge_as_rows() -> None:

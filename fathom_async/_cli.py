@@ -287,7 +287,7 @@ def aggregate(settings: Settings, entity: str, site_id: str | None, entity_id: s
                 limit=limit,
                 filters=[_filter(f) for f in filters] or None,
             )
-        _emit([row.to_dict() for row in rows], fmt)
+        _emit(rows.to_dicts(), fmt)
 
     _run(work)
 

@@ -306,9 +306,11 @@ class AggregationsResource(Resource):
         string. Hour grouping allows at most 7 days of elapsed time: with
         `timezone=`, a week across a DST fall-back (7 days and an hour) is too long.
 
-        The rows are an `AggregationRows` list: `.to_pandas()`, `.to_polars()`,
-        `.to_dicts()`, and `.truncated` when a call returned exactly `limit` rows.
-        Identical queries in flight at once share one request.
+        The rows are an `AggregationRows`, an immutable sequence kept as typed
+        columns: each row is made when first touched, and `.to_pandas()`,
+        `.to_polars()` and `.to_dicts()` read the columns without making rows;
+        `.truncated` is set when a call returned exactly `limit` rows. Identical
+        queries in flight at once share one request.
 
         Args:
             split: run a long range as several calls (see `plan()`, which tells the

@@ -27,6 +27,7 @@ was made with; the site's own zone is `(await fathom.sites.get(site_id)).timezon
 from __future__ import annotations
 
 import operator
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
@@ -50,6 +51,10 @@ INT_COLUMNS = frozenset(
 FLOAT_COLUMNS = frozenset({"avg_duration", "bounce_rate"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+# Rows are made under one lock, so that threads iterating one result at once still
+# get one object per row (`rows[i] is rows[i]` everywhere); a block at a time, and a
+# lock the pickled result need not carry.
+_MAKING = threading.Lock()
 _REPR_ROWS = 5  # a repr shows this many rows, then "..."
 
 
@@ -137,17 +142,19 @@ class AggregationRows(Sequence[AggregationRow]):
     def _made_between(self, start: int, stop: int) -> list[AggregationRow]:
         """Rows `start` to `stop - 1`, each made (and kept) on first use."""
         made, flags, table = self._made, self._flags, self._table
-        missing = flags.count(0, start, stop)
-        if missing and table is not None:
-            fresh = table.rows(start, stop)
-            if missing < stop - start:  # rows already handed out stay the same objects
-                fresh = [
-                    new if old is None else old
-                    for old, new in zip(made[start:stop], fresh, strict=True)
-                ]
-            made[start:stop] = fresh
-            flags[start:stop] = b"\x01" * (stop - start)
-            return fresh  # the rows just stored: no second copy
+        if table is not None and flags.count(0, start, stop):
+            with _MAKING:  # checked again: another thread may have made them meanwhile
+                missing = flags.count(0, start, stop)
+                if missing:
+                    fresh = table.rows(start, stop)
+                    if missing < stop - start:  # rows handed out stay the same objects
+                        fresh = [
+                            new if old is None else old
+                            for old, new in zip(made[start:stop], fresh, strict=True)
+                        ]
+                    made[start:stop] = fresh
+                    flags[start:stop] = b"\x01" * (stop - start)
+                    return fresh  # the rows just stored: no second copy
         return cast("list[AggregationRow]", made[start:stop])
 
     def _blocks(self, starts: Iterable[int], *, backwards: bool) -> Iterator[AggregationRow]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from fathom_async import AggregationRow, AggregationRows
 from fathom_async._converter import get_converter
-from fathom_async._rows import BLOCK, structure_table
+from fathom_async._rows import BLOCK, Table, structure_table
 
 COLUMNS = ("pageviews", "avg_duration", "pathname")
 
@@ -288,3 +290,34 @@ def test_a_sort_puts_rows_without_the_field_last_and_keeps_ties_in_order() -> No
     assert [r.pathname for r in rows._sorted("pageviews", False)] == ["/a", "/c", "/b", "/none"]
     table = table_rows([{"pathname": "/x"}, {"pathname": "/y"}])
     assert table._sorted("pageviews", True) == table  # nobody has it: order kept
+
+
+def test_threads_iterating_one_result_get_one_object_per_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = table_rows(wire(BLOCK * 8))
+    making = Table.rows
+
+    def slow_rows(table: Table, start: int, stop: int) -> list[AggregationRow]:
+        made = making(table, start, stop)
+        time.sleep(0)  # hand the GIL to another thread between making and storing
+        return made
+
+    monkeypatch.setattr(Table, "rows", slow_rows)
+    seen: list[list[AggregationRow]] = []
+    start = threading.Barrier(4)
+
+    def walk(backwards: bool) -> None:
+        start.wait()
+        walked = list(reversed(rows)) if backwards else list(rows)
+        seen.append(walked[::-1] if backwards else walked)
+
+    threads = [threading.Thread(target=walk, args=(n % 2 == 1,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 4
+    for walked in seen:
+        assert all(a is b for a, b in zip(walked, seen[0], strict=True))
+    assert all(rows[i] is seen[0][i] for i in range(len(rows)))

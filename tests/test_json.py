@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,23 @@ def test_every_decoder_refuses_the_same(decoder: str, body: bytes) -> None:
         _json.loads(body)
     with pytest.raises(APIResponseError, match="not valid JSON"):
         decode_json(200, body, "application/json")
+
+
+def test_speedups_is_the_msgspec_extra_and_aiolimiter_only_a_benchmark_peer() -> None:
+    text = (Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8")
+    runtime = re.search(r"(?ms)^dependencies = \[(.*?)^\]", text)
+    speedups = re.search(r'(?m)^speedups = \[(.*)\]$', text)
+    dev = re.search(r"(?ms)^dev = \[(.*?)^\]", text)
+    assert runtime is not None
+    assert speedups is not None
+    assert dev is not None
+    assert "msgspec" in speedups.group(1)
+    assert "aiolimiter" not in runtime.group(1)
+    assert "msgspec" not in runtime.group(1)  # the standard library is the fallback
+    assert "aiolimiter" in dev.group(1)
+    assert "speedups" in dev.group(1)
+    imports = re.findall(r"(?m)^\s*(?:import|from) aiolimiter", "".join(
+        path.read_text(encoding="utf-8")
+        for path in (Path(__file__).parent.parent / "fathom_async").rglob("*.py")
+    ))
+    assert imports == []  # nothing in the package imports it

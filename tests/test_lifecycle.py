@@ -16,7 +16,6 @@ import asyncio
 import gc
 import json
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -46,6 +45,7 @@ class ThreadedServer:
         self.url = ""
         self.received: list[str] = []
         self.open = 0
+        self._changed = threading.Condition()  # notified whenever `received` or `open` moves
         self.stalling = False
         self.report_delay = 0.0
         self._ready = threading.Event()
@@ -75,16 +75,18 @@ class ThreadedServer:
 
     def wait_until_idle(self) -> None:
         """Every connection a client opened is closed (the client side closed it)."""
-        deadline = time.monotonic() + PATIENCE
-        while self.open and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._changed:
+            self._changed.wait_for(lambda: not self.open, PATIENCE)
         assert self.open == 0, f"{self.open} connection(s) left open"
 
     def wait_for_requests(self, count: int) -> None:
-        deadline = time.monotonic() + PATIENCE
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.received) >= count, PATIENCE)
         assert len(self.received) >= count
+
+    def _moved(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -107,11 +109,13 @@ class ThreadedServer:
         assert self._release is not None
         self._handlers.add(task)
         self.open += 1
+        self._moved()
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 path = head.split(b" ", 2)[1].decode()
                 self.received.append(path)
+                self._moved()
                 if self.stalling:
                     await self._release.wait()
                 if path.startswith("/v1/aggregations"):
@@ -127,6 +131,7 @@ class ThreadedServer:
             pass
         finally:
             self.open -= 1
+            self._moved()
             writer.close()
             self._handlers.discard(task)
 

@@ -68,6 +68,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import aiohttp
+from aiohttp import web
+
+from benchmarks._loopback import decoder, serve, server
 
 TOKEN = "benchmark-token"
 SITE_ID = "CDBUGS"
@@ -136,9 +139,7 @@ def payload(rows: int, seed: int = 7) -> bytes:
 # -- the server ------------------------------------------------------------------------
 
 
-async def _serve(rows: int) -> None:
-    from aiohttp import web
-
+def _serve(rows: int) -> None:
     body = payload(rows)
     small = payload(WARM_UP_ROWS)
 
@@ -148,14 +149,7 @@ async def _serve(rows: int) -> None:
         chosen = small if "limit" in request.query else body
         return web.Response(body=chosen, content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/v1/aggregations", aggregations)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}/v1", flush=True)
-    await asyncio.Event().wait()
+    serve({"/v1/aggregations": aggregations})
 
 
 # -- one contender, in its own process ---------------------------------------------------
@@ -170,7 +164,6 @@ async def _open(name: str, base: str) -> tuple[Call, Callable[[], Awaitable[None
             # Before fathom_async is imported: `import msgspec` now raises ImportError.
             sys.modules["msgspec"] = None  # type: ignore[assignment]
         from fathom_async import FathomClient, RateLimits
-        from fathom_async._json import decoder_name
 
         # One answer of 100,000 rows is more than any `limit` (the live API sends at
         # most 1000 a call), so the client warns, every call, that rows may be
@@ -186,7 +179,7 @@ async def _open(name: str, base: str) -> tuple[Call, Callable[[], Awaitable[None
                 limit=WARM_UP_ROWS if small else None,
             )
 
-        return query, fathom.close, decoder_name()
+        return query, fathom.close, decoder()
 
     decode: Callable[[bytes], Any]
     if name == "pydantic":
@@ -392,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.serve:
-        asyncio.run(_serve(options.rows))
+        _serve(options.rows)
         return 0
     if options.worker:
         return _worker(options.worker, options.loop, options.base)
@@ -423,67 +416,58 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return True
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.aggregations", "--serve", "--rows",
-         str(options.rows)], stdout=subprocess.PIPE, text=True)
     workers: list[Worker] = []
     started = time.perf_counter()
-    try:
-        assert server.stdout is not None
-        base = server.stdout.readline().strip()
-        if not base:
-            print("the server did not start", file=sys.stderr)
-            return 1
-        for name in CONTENDERS:
-            for kind in kinds:
-                process = _spawn("--worker", name, "--loop", kind, "--base", base)
-                workers.append(Worker(name, kind, process))
-        for worker in workers:  # they import and warm up at once; wait for each
-            worker.ready = worker.ask("")
-            who = f"{CONTENDERS[worker.name]} ({worker.kind})"
-            if not check(who, worker.ready):
-                worker.error = worker.ready.get("error", "wrong rows")
-            elif not worker.ready["loop"].startswith(worker.kind):
-                worker.error = f"ran on {worker.ready['loop']}"
-                errors.append(f"{who}: {worker.error}")
-            else:
-                decoders[worker.name].add(worker.ready["decoder"])
-        for number in range(options.rounds):
-            turn = number % len(workers)
-            order = workers[turn:] + workers[:turn]
-            for what in ("query", "touch"):
-                for worker in order:
-                    if worker.error is not None:
-                        continue
-                    answer = worker.ask(what)
-                    if check(f"{CONTENDERS[worker.name]} ({worker.kind}, {what})", answer):
-                        times[worker.name, worker.kind, what].append(answer["seconds"])
-                    else:
-                        worker.error = answer.get("error", "wrong rows")
-        for worker in workers:
-            if worker.process.poll() is None:
-                assert worker.process.stdin is not None
-                worker.process.stdin.write("quit\n")
-                worker.process.stdin.flush()
-                worker.process.wait(timeout=60)
-        timing_took = time.perf_counter() - started
-        for _ in range(options.memory_runs):  # interleaved, one fresh process each
+    with server("benchmarks.aggregations", "--rows", str(options.rows)) as base:
+        try:
             for name in CONTENDERS:
-                process = _spawn("--memory", name, "--base", base)
-                assert process.stdout is not None
-                answer = _answer(process.stdout, process)
-                process.wait(timeout=60)
-                if check(f"{CONTENDERS[name]} (memory)", answer):
-                    decoders[name].add(answer["decoder"])
-                    for key in ("peak", "held", "touched"):
-                        memory[name][key].append(answer[key])
-    finally:
-        for worker in workers:
-            if worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait()
-        server.kill()
-        server.wait()
+                for kind in kinds:
+                    process = _spawn("--worker", name, "--loop", kind, "--base", base)
+                    workers.append(Worker(name, kind, process))
+            for worker in workers:  # they import and warm up at once; wait for each
+                worker.ready = worker.ask("")
+                who = f"{CONTENDERS[worker.name]} ({worker.kind})"
+                if not check(who, worker.ready):
+                    worker.error = worker.ready.get("error", "wrong rows")
+                elif not worker.ready["loop"].startswith(worker.kind):
+                    worker.error = f"ran on {worker.ready['loop']}"
+                    errors.append(f"{who}: {worker.error}")
+                else:
+                    decoders[worker.name].add(worker.ready["decoder"])
+            for number in range(options.rounds):
+                turn = number % len(workers)
+                order = workers[turn:] + workers[:turn]
+                for what in ("query", "touch"):
+                    for worker in order:
+                        if worker.error is not None:
+                            continue
+                        answer = worker.ask(what)
+                        if check(f"{CONTENDERS[worker.name]} ({worker.kind}, {what})", answer):
+                            times[worker.name, worker.kind, what].append(answer["seconds"])
+                        else:
+                            worker.error = answer.get("error", "wrong rows")
+            for worker in workers:
+                if worker.process.poll() is None:
+                    assert worker.process.stdin is not None
+                    worker.process.stdin.write("quit\n")
+                    worker.process.stdin.flush()
+                    worker.process.wait(timeout=60)
+            timing_took = time.perf_counter() - started
+            for _ in range(options.memory_runs):  # interleaved, one fresh process each
+                for name in CONTENDERS:
+                    process = _spawn("--memory", name, "--base", base)
+                    assert process.stdout is not None
+                    answer = _answer(process.stdout, process)
+                    process.wait(timeout=60)
+                    if check(f"{CONTENDERS[name]} (memory)", answer):
+                        decoders[name].add(answer["decoder"])
+                        for key in ("peak", "held", "touched"):
+                            memory[name][key].append(answer[key])
+        finally:
+            for worker in workers:
+                if worker.process.poll() is None:
+                    worker.process.kill()
+                    worker.process.wait()
     took = time.perf_counter() - started
 
     for name, expected in (("speedups", "msgspec"), ("stdlib", "json")):

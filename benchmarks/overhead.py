@@ -32,59 +32,22 @@ import asyncio
 import importlib
 import json
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-SITE = {"id": "CDBUGS", "object": "site", "name": "Bugs Bunny Portfolio", "sharing": "none",
-        "created_at": "2020-07-27 12:01:01"}
-CONCURRENCY = 64
+from benchmarks._loopback import CONCURRENCY, decoder, drive, serve, server, site
+
 REQUESTS = 640
 TOKEN = "benchmark-token"
-
-
-async def _serve() -> None:
-    from aiohttp import web
-
-    body = json.dumps(SITE).encode()
-
-    async def site(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    app = web.Application()
-    app.router.add_get("/v1/sites/{site_id}", site)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}/v1", flush=True)
-    await asyncio.Event().wait()
 
 
 Figures = dict[str, tuple[float, float]]  # client -> (requests/s, CPU us per call)
 RAW = "raw aiohttp"
 TARGETS = {RAW: None, "fathom_async, limiter off": 0.93, "fathom_async, scheduler on": 0.90}
 LOOPS = ("asyncio", "uvloop")
-
-
-async def _drive(call: Callable[[], Awaitable[object]], requests: int) -> tuple[float, float]:
-    """(requests per second, client CPU microseconds per call) for `requests` calls."""
-    left = requests
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await call()
-
-    started, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    elapsed, spent = time.perf_counter() - started, time.process_time() - cpu
-    return requests / elapsed, spent / requests * 1e6
 
 
 async def _rounds(base: str, requests: int, rounds: int) -> list[Figures]:
@@ -114,11 +77,11 @@ async def _rounds(base: str, requests: int, rounds: int) -> list[Figures]:
     results: list[Figures] = []
     try:
         for name in names:  # warm up: connections open, code paths run once
-            await _drive(calls[name], requests)
+            await drive(calls[name], requests)
         for turn in range(rounds):
             figures: Figures = {}
             for name in names[turn % len(names):] + names[:turn % len(names)]:
-                figures[name] = await _drive(calls[name], requests)
+                figures[name] = await drive(calls[name], requests)
             results.append(figures)
     finally:
         await session.close()
@@ -155,29 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.serve:
-        asyncio.run(_serve())
+        serve({"/v1/sites/{site_id}": site})
         return 0
-    from fathom_async._json import decoder_name
-
     try:
         importlib.import_module("uvloop")
         kinds = list(LOOPS)
     except ImportError:
         kinds = ["asyncio"]
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.overhead", "--serve"],
-                              stdout=subprocess.PIPE, text=True)
-    rounds: dict[str, list[Figures]] = {kind: [] for kind in kinds}
-    try:
-        assert server.stdout is not None
-        base = server.stdout.readline().strip()
+    rounds: dict[str, list[Figures]] = {}
+    with server("benchmarks.overhead") as base:
         for kind in kinds:
             rounds[kind] = _run(kind, base, options.requests, options.rounds)
-    finally:
-        server.kill()
-        server.wait()
     print(f"GET site, {options.requests} requests at concurrency {CONCURRENCY}, loopback"
           f" server in its own process; median (min-max) of {options.rounds} interleaved"
-          f" rounds; fathom_async decodes with {decoder_name()}, raw aiohttp with json.loads."
+          f" rounds; fathom_async decodes with {decoder()}, raw aiohttp with json.loads."
           " CPU: the client process's CPU time per call; \"over raw\": what the client"
           " adds to raw aiohttp's, round by round.\n")
     header, rule = "| client |", "| --- |"

@@ -152,29 +152,36 @@ class Table:
         return len(self.raws)
 
     def column(self, key: str) -> Column:
-        """The typed values of `key`: the wire values for a key the SDK does not
-        know, None for every row when the rows lack the key."""
-        if key not in self.keys:
-            return (None,) * len(self)
-        typed = self.typed[self.keys.index(key)]
-        return tuple(map(itemgetter(key), self.raws)) if typed is None else typed
+        """The typed values of `key` (see `columns`)."""
+        return self.columns((key,))[0]
 
     def columns(self, keys: Sequence[str]) -> list[Column]:
-        """`column(key)` for each of `keys`; the ones read from the dicts are read
-        together, block by block, so that each dict is fetched into the CPU cache
-        once for all of them."""
+        """The typed values of each of `keys`: the wire values for a key the SDK
+        does not know, None for every row when the rows lack the key.
+
+        Values not converted are read from the dicts, all such keys together, block
+        by block, so that each dict is fetched into the CPU cache once for all.
+        """
+        where = {key: index for index, key in enumerate(self.keys)}
         read = [
             key for key in dict.fromkeys(keys)
-            if key in self.keys and self.typed[self.keys.index(key)] is None
+            if key in where and self.typed[where[key]] is None
         ]
         getters = list(map(itemgetter, read))
-        columns: list[list[Any]] = [[] for _ in read]
+        values: list[list[Any]] = [[] for _ in read]
         for start in range(0, len(self) if read else 0, BLOCK):
             block = self.raws[start:start + BLOCK]
-            for column, get in zip(columns, getters, strict=True):
+            for column, get in zip(values, getters, strict=True):
                 column += map(get, block)
-        found = dict(zip(read, map(tuple, columns), strict=True))
-        return [found[key] if key in found else self.column(key) for key in keys]
+        found = dict(zip(read, map(tuple, values), strict=True))
+
+        def pick(key: str) -> Column:
+            if key in found:
+                return found[key]
+            typed = self.typed[where[key]] if key in where else None
+            return typed if typed is not None else (None,) * len(self)
+
+        return [pick(key) for key in keys]
 
     def rows(self, start: int, stop: int) -> list[AggregationRow]:
         """New `AggregationRow`s for rows `start` to `stop - 1`."""

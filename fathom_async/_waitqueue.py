@@ -75,9 +75,6 @@ class Permit:
 
     def release(self) -> None:
         on_release, self._on_release = self._on_release, None
-        # A released permit cannot be revoked any more; letting go of the hook also
-        # breaks the cycle a hook that holds its permit makes (no work for the GC).
-        self._on_revoke = None
         if on_release is not None:
             on_release()
 

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +217,18 @@ async def test_a_full_chunk_is_split_and_a_full_day_is_marked_truncated(
             events = [event async for event in export.progress()]
     summary = export.summary
     assert summary is not None
-    # The first chunk (Mar 1-7) came back full, was halved down to single days, and
-    # only Mar 7 (1005 distinct paths) stayed full: the chunk is marked, not cut silently.
-    assert summary.truncated == (f"pageviews/{site.id}@2024-03-01",)
+    # The first chunk (Mar 1-7) came back full and was asked again in smaller parts,
+    # down to single days; only Mar 7 (1005 distinct paths) stayed full: that day is
+    # marked, not cut silently.
+    assert summary.truncated == (f"pageviews/{site.id}@2024-03-07",)
+    manifest = Manifest(tmp_path)
+    manifest.load()
+    # Every finished part has its own journal line, so an interrupt keeps it.
+    parts = sorted((r.start, r.end) for r in manifest.chunks.values())
+    assert parts[0][0] == date(2024, 3, 1)
+    assert (date(2024, 3, 7), date(2024, 3, 8)) in parts
+    assert all(a[1] == b[0] for a, b in pairwise(parts))
+    assert parts[-1][1] == date(2024, 3, 11)
     rows = _all_rows(tmp_path)
     per_day = Counter(row["date"] for row in rows)
     assert per_day["2024-03-04"] == 600
@@ -347,3 +357,52 @@ async def test_interactive_calls_overtake_a_running_export(tmp_path: Path) -> No
     assert finished - start > 120  # the export still had minutes of work queued
     assert summary.requests > 30
     assert [r.status for r in fake.store.requests].count(429) == 0
+
+
+def _report_queries(fake: FakeFathom) -> list[tuple[str, str]]:
+    return [(r.query["date_from"][:10], r.query["date_to"][:10])
+            for r in fake.store.requests if r.path.endswith("/aggregations")]
+
+
+async def test_an_interrupt_keeps_each_finished_half_of_a_split_chunk(tmp_path: Path) -> None:
+    async with FakeFathom(seed=1, demo=False, enforce_rate_limits=False) as fake:
+        site = fake.store.add_site("Busy")
+        noon = datetime(2024, 3, 2, 12, tzinfo=timezone.utc)
+        fake.store.add_pageviews(
+            Pageview(site_id=site.id, timestamp=noon + timedelta(days=day), pathname=f"/{i}")
+            for day in (0, 3) for i in range(600))
+        spec = ExportSpec(date_from=date(2024, 3, 1), date_to=date(2024, 3, 7),
+                          entities=("pageviews",), pageview_aggregates=("pageviews",))
+        async with FathomClient(fake.token, base_url=fake.url, rate_limits=None) as fathom:
+            async for event in Export(fathom, spec, tmp_path, concurrency=1).progress():
+                if event.kind == "chunk":
+                    break  # stopped after the first half of the full week was journaled
+            first_run = _report_queries(fake)
+            assert first_run == [("2024-03-01", "2024-03-07"), ("2024-03-01", "2024-03-03")]
+            summary = await run_export(fathom, spec, tmp_path)
+        resumed = _report_queries(fake)[len(first_run):]
+    assert summary.chunks_resumed == 1
+    assert ("2024-03-01", "2024-03-03") not in resumed  # the paid-for half is kept
+    assert resumed[0][0] == "2024-03-04"
+    assert summary.rows == 1200
+
+
+async def test_a_sparse_series_grows_its_chunks_step_by_step(tmp_path: Path) -> None:
+    async with FakeFathom(seed=1, demo=False, enforce_rate_limits=False) as fake:
+        site = fake.store.add_site("Sparse")
+        start = datetime(2024, 11, 1, 12, tzinfo=timezone.utc)  # traffic in the last 2 months
+        fake.store.add_pageviews(
+            Pageview(site_id=site.id, timestamp=start + timedelta(days=day), pathname=f"/{i}")
+            for day in range(61) for i in range(70))
+        spec = ExportSpec(date_from=date(2024, 1, 1), date_to=date(2024, 12, 31),
+                          entities=("pageviews",), pageview_aggregates=("pageviews",))
+        async with FathomClient(fake.token, base_url=fake.url, rate_limits=None) as fathom:
+            summary = await run_export(fathom, spec, tmp_path)
+        spans = [(date.fromisoformat(b) - date.fromisoformat(a)).days + 1
+                 for a, b in _report_queries(fake)]
+    assert summary.rows == 61 * 70
+    assert summary.truncated == ()
+    # Empty probes widen 7, 14, 28, ... days; no request asks for the rest of the year.
+    assert spans[:4] == [7, 14, 28, 56]
+    assert all(b <= 2 * a for a, b in pairwise(spans))
+    assert summary.report_requests <= 16  # 28 when a full answer was only halved

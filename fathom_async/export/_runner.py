@@ -3,11 +3,15 @@
 The plan has three kinds of work. Entity parts (the site list, each site's events and
 milestones) are one chunk each. Report parts are *series* (pageviews of a site, the
 conversions of one event) over the date range, cut into chunks on unit boundaries.
-Each series walks its range in order; a chunk's size is learned from the rows per
-unit the series has shown so far, aiming at 80% of the API's 1000-row cap. A chunk
-that comes back with 1000 rows may be truncated: it is split in two and fetched
-again, down to a single unit, where a still-full answer is marked `truncated` in the
-manifest (and reported) rather than silently cut.
+Each series walks its range in order; a chunk's size is learned from the rows per unit
+the series has shown so far, aiming at 80% of the API's 1000-row cap, and is at most
+twice the last one (after empty probes a sparse series widens 7, 14, 28... days
+instead of asking for the rest of the range at once). A chunk that comes back with
+1000 rows may be cut: it is asked for again in a smaller part, sized by the rows per
+unit that answer showed and ending no later than its last unit, down to a single unit,
+where a still-full answer is marked `truncated` in the manifest (and reported) rather
+than silently cut. Every finished part is journaled as soon as it is written, so an
+interrupt keeps it.
 
 All series run at once through the client's limiter at "bulk" priority, so the
 reports bucket always has a waiter while report work remains, and an interactive
@@ -35,7 +39,15 @@ from .._client import FathomClient
 from .._exceptions import ValidationError
 from .._frames import AggregationRows
 from ._manifest import ChunkRecord, Manifest
-from ._spec import MAX_HOUR_DAYS, ExportSpec, align, chunk_end, units_in
+from ._spec import (
+    MAX_HOUR_DAYS,
+    ExportSpec,
+    add_units,
+    align,
+    chunk_end,
+    unit_start,
+    units_in,
+)
 from ._writers import columns_of, write_chunk
 
 __all__ = ["Export", "ExportProgress", "ExportSummary", "run_export"]
@@ -333,33 +345,61 @@ class Export:
         gaps = _gaps(start, end, done)
         grouping = spec.pageview_grouping if series.kind == "pageviews" else spec.event_grouping
         per_unit = None if grouping else float(ROWS_PER_UNIT_UNGROUPED[spec.granularity])
+        last_units: int | None = None
         for gap_start, gap_end in gaps:
-            cursor = gap_start
+            cursor, ceiling = gap_start, gap_end
             while cursor < gap_end:
-                units = self._units_for(per_unit)
+                units = self._units_for(per_unit, last_units)
                 self._planned[series.key] = self._estimate(cursor, end, units)
-                stop = chunk_end(cursor, units, gap_end, spec.granularity)
-                rows, truncated = await self._fetch_range(series, cursor, stop)
-                if not truncated:
-                    density = len(rows) / max(units_in(cursor, stop, spec.granularity), 1)
+                stop = chunk_end(cursor, units, ceiling, spec.granularity)
+                rows = await self._query(series, cursor, stop)
+                units = max(units_in(cursor, stop, spec.granularity), 1)
+                seen = [d for d in (unit_start(r.get("date"), spec.granularity) for r in rows)
+                        if d is not None and cursor <= d < stop]
+                first, last = (min(seen), max(seen)) if seen else (cursor, cursor)
+                if len(rows) >= ROW_CAP and units > 1:
+                    # Full, so maybe cut. Ask again for less, sized by what the answer
+                    # shows: its rows span first..last, and no more than up to `last`
+                    # (the answer's last unit may be the one cut) is asked for next.
+                    observed = units_in(first, add_units(last, 1, spec.granularity),
+                                        spec.granularity)
+                    per_unit = len(rows) / max(observed, 1)
+                    ceiling = last if cursor < last < stop else chunk_end(
+                        cursor, units // 2, stop, spec.granularity)
+                    last_units = None
+                    continue
+                # Every finished part is journaled at once: an interrupt keeps it.
+                await self._write_part(series, cursor, stop, rows,
+                                       truncated=len(rows) >= ROW_CAP)
+                if len(rows) < ROW_CAP:
+                    # Rows per unit where the rows are: a chunk whose traffic starts
+                    # halfway would otherwise halve the estimate and overshoot next time.
+                    density = len(rows) / max(units_in(first, stop, spec.granularity), 1)
                     per_unit = density if per_unit is None else max(per_unit * 0.5, density)
-                key = f"{series.key}@{cursor.isoformat()}"
-                file = series.folder / f"{cursor.isoformat()}_{stop.isoformat()}.{spec.format}"
-                preferred = ["site_id", *(["event_name"] if series.event_name else []), "date",
-                             *grouping]
-                await self._write(key, series.key, file, rows, preferred,
-                                  start=cursor, end=stop, truncated=truncated)
+                last_units = units
                 cursor = stop
+                if cursor >= ceiling:
+                    ceiling = gap_end
         self._planned[series.key] = 0
 
-    def _units_for(self, per_unit: float | None) -> int:
+    def _units_for(self, per_unit: float | None, last_units: int | None) -> int:
+        """Units for the next chunk: aim at 80% of the row cap, and grow step by step.
+
+        A chunk is at most twice the last one, so after empty probes a sparse series
+        widens 7, 14, 28... days rather than asking for the rest of the range at once
+        (which comes back full where the traffic starts and must be asked for again).
+        """
         granularity = self.spec.granularity
         if per_unit is None:
             return FIRST_UNITS[granularity]
         if per_unit <= 0:
-            return 10_000
-        target = (ROW_CAP - 1) if per_unit >= 1 and per_unit == int(per_unit) else TARGET_ROWS
-        return max(1, math.floor(target / per_unit))
+            wanted = 10_000
+        else:
+            exact = per_unit >= 1 and per_unit == int(per_unit)
+            wanted = max(1, math.floor((ROW_CAP - 1 if exact else TARGET_ROWS) / per_unit))
+        if last_units is not None:
+            wanted = min(wanted, 2 * last_units)
+        return wanted
 
     def _estimate(self, cursor: date, end: date, units: int) -> int:
         left = units_in(cursor, end, self.spec.granularity)
@@ -367,19 +407,18 @@ class Export:
             units = min(units, MAX_HOUR_DAYS)
         return max(1, math.ceil(left / max(units, 1)))
 
-    async def _fetch_range(
-        self, series: _Series, start: date, stop: date
-    ) -> tuple[list[dict[str, Any]], bool]:
-        rows = await self._query(series, start, stop)
-        if len(rows) < ROW_CAP:
-            return rows, False
-        units = units_in(start, stop, self.spec.granularity)
-        if units <= 1:
-            return rows, True
-        middle = chunk_end(start, units // 2, stop, self.spec.granularity)
-        first, cut_first = await self._fetch_range(series, start, middle)
-        second, cut_second = await self._fetch_range(series, middle, stop)
-        return first + second, cut_first or cut_second
+    async def _write_part(
+        self, series: _Series, start: date, stop: date, rows: list[dict[str, Any]],
+        *, truncated: bool,
+    ) -> None:
+        spec = self.spec
+        grouping = spec.pageview_grouping if series.kind == "pageviews" else spec.event_grouping
+        key = f"{series.key}@{start.isoformat()}"
+        file = series.folder / f"{start.isoformat()}_{stop.isoformat()}.{spec.format}"
+        preferred = ["site_id", *(["event_name"] if series.event_name else []), "date",
+                     *grouping]
+        await self._write(key, series.key, file, rows, preferred,
+                          start=start, end=stop, truncated=truncated)
 
     async def _query(self, series: _Series, start: date, stop: date) -> list[dict[str, Any]]:
         spec = self.spec

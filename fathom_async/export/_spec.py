@@ -154,3 +154,22 @@ def chunk_end(start: date, units: int, end: date, granularity: str) -> date:
         units = min(units, MAX_HOUR_DAYS)
     boundary = add_units(align(start, granularity), max(units, 1), granularity)
     return min(boundary, end)
+
+
+def unit_start(value: object, granularity: str) -> date | None:
+    """The first day of the unit a report row's `date` names, or None if unreadable.
+
+    Rows name their period as `2024-03-04 13:00:00`, `2024-03-04`, `2024-03` or `2024`.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        if len(value) >= 10:
+            return align(date.fromisoformat(value[:10]), granularity)
+        if len(value) == 7:
+            return date(int(value[:4]), int(value[5:7]), 1)
+        if len(value) == 4:
+            return date(int(value), 1, 1)
+    except ValueError:
+        pass
+    return None

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "retry": "What the retry engine costs a call",
     "scheduler": "Scheduler accuracy and per-acquire cost",
     "export": "Bulk export: wall time against the rate-limit floor, and peak memory",
+    "load": "Warehouse load (dlt into DuckDB): wall time against the rate-limit floor",
     "imports": "Import time",
     "redis": "Shared limiter on Redis",
 }

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import resource
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+
+from benchmarks._stats import report_floors, spread
 
 TIME_SCALE = 60.0
 WALL_DAYS = 89
@@ -127,10 +128,6 @@ def _one_export(dataset: str) -> dict[str, Any]:
         server.wait()
 
 
-def _spread(values: list[float], fmt: str) -> str:
-    middle = statistics.median(values)
-    return f"{middle:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.export")
@@ -141,17 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         _child(options.child)
         return 0
 
-    period = 60 / TIME_SCALE
-    rate = 10 / period
     ratios, strict, walls, floors = [], [], [], []
     for _ in range(options.runs):
         result = _one_export("wall")
         requests = result["report_requests"]
-        floor = requests / rate
+        floor, strictest = report_floors(requests, TIME_SCALE)
         walls.append(result["elapsed"])
         floors.append(floor)
         ratios.append(result["elapsed"] / floor)
-        strict.append(result["elapsed"] / max((math.ceil(requests / 10) - 1) * period, period))
+        strict.append(result["elapsed"] / strictest)
     memory = [_one_export("million") for _ in range(options.runs)]
     baseline = json.loads(subprocess.run(_python("import"), capture_output=True, text=True,
                                          check=True).stdout)["rss_mb"]
@@ -159,12 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| figure | measured | peer / floor | target | met |")
     print("| --- | --- | --- | --- | --- |")
     ratio = statistics.median(ratios)
-    print(f"| export wall time, emulator at {TIME_SCALE:g}x | {_spread(walls, '.2f')} s"
-          f" | floor {_spread(floors, '.2f')} s; ratio {_spread(ratios, '.3f')}"
-          f" (to the strict floor: {_spread(strict, '.3f')})"
+    print(f"| export wall time, emulator at {TIME_SCALE:g}x | {spread(walls, '.2f')} s"
+          f" | floor {spread(floors, '.2f')} s; ratio {spread(ratios, '.3f')}"
+          f" (to the strict floor: {spread(strict, '.3f')})"
           f" | <= 1.05x | {'yes' if ratio <= 1.05 else 'NO'} |")
     peak = statistics.median(m["rss_mb"] for m in memory)
-    print(f"| export peak RSS, {min(rows):,} rows | {_spread([m['rss_mb'] for m in memory], '.1f')}"
+    print(f"| export peak RSS, {min(rows):,} rows | {spread([m['rss_mb'] for m in memory], '.1f')}"
           f" MB | import only: {baseline:.1f} MB | < 150 MB | {'yes' if peak < 150 else 'NO'} |")
     if min(rows) < 1_000_000:
         print(f"only {min(rows)} rows were exported", file=sys.stderr)

@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks._loopback import CONCURRENCY, decoder, drive, serve, server, site
+from benchmarks._stats import spread
 
 REQUESTS = 640
 TOKEN = "benchmark-token"
@@ -106,10 +107,6 @@ def _run(kind: str, base: str, requests: int, rounds: int) -> list[Figures]:
         loop.close()
 
 
-def _spread(values: list[float], form: str) -> str:
-    return (f"{statistics.median(values):{form}} ({min(values):{form}}-"
-            f"{max(values):{form}})")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead")
@@ -152,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             ratios = [r[name][0] / r[RAW][0] for r in rounds[kind]]
             cpu = [r[name][1] for r in rounds[kind]]
             added = [r[name][1] - r[RAW][1] for r in rounds[kind]]
-            over = "-" if name == RAW else _spread(added, "+.1f")
-            row += (f" {_spread(speeds, ',.0f')} | {_spread(ratios, '.3f')} |"
-                    f" {_spread(cpu, '.1f')} | {over} |")
+            over = "-" if name == RAW else spread(added, "+.1f")
+            row += (f" {spread(speeds, ',.0f')} | {spread(ratios, '.3f')} |"
+                    f" {spread(cpu, '.1f')} | {over} |")
             if kind == "asyncio" and target is not None:
                 verdict = "yes" if statistics.median(ratios) >= target else "NO"
         goal = "" if target is None else f">= {target:.2f}x"

@@ -41,6 +41,7 @@ from tenacity import (
 )
 
 from benchmarks._loopback import SITE_BODY, drive, serve, server
+from benchmarks._stats import spread
 
 PLAIN = "sites.get, answered at once"
 RETRIED = "sites.get, first request 429 (Retry-After: 0), retried once"
@@ -148,10 +149,6 @@ async def _engine(calls: int, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def _spread(values: list[float], form: str = ".1f") -> str:
-    return (f"{statistics.median(values):{form}} ({min(values):{form}}-"
-            f"{max(values):{form}})")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.retry")
@@ -176,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| call | client CPU per call, us |")
     print("| --- | --- |")
     for name, values in public.items():
-        print(f"| {name} | {_spread(values)} |")
+        print(f"| {name} | {spread(values)} |")
     print("| a retried call beyond its two requests (retried - 2 x answered at once)"
-          f" | {_spread(extra)} |")
+          f" | {spread(extra)} |")
     bare = statistics.median(engine["the coroutine alone"])
     print(f"\ntenacity's own CPU per call around a coroutine that does nothing (what"
           f" entering it on every call would add); {options.calls:,} calls, median"
@@ -186,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| path | us per call | added to the coroutine, us |")
     print("| --- | --- | --- |")
     for name, values in engine.items():
-        print(f"| {name} | {_spread(values, '.2f')} |"
+        print(f"| {name} | {spread(values, '.2f')} |"
               f" {statistics.median(values) - bare:.2f} |")
     return 0
 

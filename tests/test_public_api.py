@@ -26,7 +26,7 @@ EXPECTED = {
 }
 
 
-PUBLIC_SUBPACKAGES = {"testing", "export"}
+PUBLIC_SUBPACKAGES = {"testing", "export", "dlt"}
 EXPORT_NAMES = {
     "ChunkRecord", "Export", "ExportEntity", "ExportFormat", "ExportProgress", "ExportSpec",
     "ExportSummary", "Manifest", "PlanMismatchError", "read_rows", "run_export",
@@ -38,6 +38,17 @@ def test_export_all_is_exactly_its_public_names() -> None:
 
     assert set(export.__all__) == EXPORT_NAMES
     assert all(getattr(export, name) is not None for name in export.__all__)
+
+
+def test_dlt_all_is_exactly_its_public_names() -> None:
+    from fathom_async import dlt
+
+    assert set(dlt.__all__) == {"RESOURCES", "fathom_source"}
+    assert dlt.RESOURCES == ("sites", "events", "milestones", "pageviews", "event_conversions")
+    public = {name for name in vars(dlt) if not name.startswith("_")
+              and callable(getattr(dlt, name)) and getattr(getattr(dlt, name), "__module__",
+                                                           None) == dlt.__name__}
+    assert public <= set(dlt.__all__)
 
 
 def test_all_is_exactly_the_public_names() -> None:

@@ -1,11 +1,27 @@
 """`fathom-async`: the command line (extra `cli`: click and rich).
 
-Exit codes: 0 done, 1 API error, 2 usage error (bad arguments, a changed export
-plan), 130 interrupted (an interrupted export prints the command that resumes it).
+Exit codes: 0 done, 1 API error, 2 usage error (bad arguments, no token, a missing
+extra, a changed export plan), 130 interrupted (an interrupted export prints the
+command that resumes it).
+
 The token comes from `--token`, `$FATHOM_API_TOKEN` or the config file, and is never
-printed: not in errors, not in the resume command. With `--emulator`, or with no
-token at all, commands run against the built-in emulator seeded with demo data, its
+printed: not in errors, not in the resume command. Without a token every command but
+`emulator` stops with exit code 2 before any request, naming the three places a token
+can come from and `--emulator`: a cron job whose secret went missing must fail, not
+export demo data and exit 0. The demo is asked for explicitly: with `--emulator`,
+commands run against the built-in emulator seeded with the demo data (the same seed
+and pageviews as `fathom-async emulator` and `python -m fathom_async.testing`), its
 rate limits sped up so a demo export takes seconds rather than hours.
+
+`--redis-url` (default `$FATHOM_REDIS_URL`) keeps the rate limits on Redis
+(`RedisRateLimits`), so every process sharing `--limiter-key` spends one budget:
+`export --shard i/n` workers, or a loader next to a dashboard. The URL may hold a
+password, so it is never printed either.
+
+Progress goes to stderr: a bar on a terminal; elsewhere (a log file, CI, cron) a plain
+line every `--progress-interval` seconds, because a redrawn bar is unreadable in a log
+and silence cannot be told from a hang. `report_progress` renders it for any command
+that runs on `ExportProgress` events.
 """
 
 from __future__ import annotations
@@ -13,59 +29,98 @@ from __future__ import annotations
 import asyncio
 import configparser
 import csv
+import hashlib
 import io
 import json
 import os
 import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ._cli_load import (
+    DUCKDB_FILE,
+    dlt_missing,
+    file_format,
+    in_thread,
+    load_failure,
+    make_pipeline,
+    merge_progress,
+)
 from ._client import FathomClient
 from ._dates import parse_report_time
 from ._exceptions import FathomError, ValidationError
 from ._filters import Filter
+from ._redis_client import _shown
 from ._scheduler import RateLimits
 from ._types import AGGREGATES, DATE_GROUPINGS, ENTITIES, FIELD_GROUPINGS
 from .export import Export, ExportProgress, ExportSpec, PlanMismatchError
 from .export._spec import ENTITIES as EXPORT_ENTITIES
 from .export._spec import FORMATS as EXPORT_FORMATS
+from .testing._fake import DEMO_PAGEVIEWS, DEMO_SEED
 
-__all__ = ["cli", "main"]
+if TYPE_CHECKING:
+    from ._redis import RedisRateLimits
+
+__all__ = ["CliUsageError", "Settings", "cli", "connect", "describe_progress", "main",
+           "report_progress"]
 
 T = TypeVar("T")
 EXIT_API_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEMO_TIME_SCALE = 60.0
-DEMO_PAGEVIEWS = 50_000
 DEFAULT_CONFIG = Path("~/.config/fathom-async/config.ini")
 OUTPUT_FORMATS = ("table", "json", "csv")
+#: Seconds between two progress lines when stderr is not a terminal: often enough that
+#: a log shows the export is alive, rarely enough that an hours-long export's log
+#: stays readable.
+PROGRESS_INTERVAL = 10.0
+#: Progress events that always get a line of their own (off a terminal).
+MILESTONE_KINDS = ("started", "discovered", "finished")
 
 stderr = Console(stderr=True, soft_wrap=True)
 
 
+class CliUsageError(Exception):
+    """A usage error found once a command runs (no token, a missing extra): exit code 2.
+
+    Raised before any request, so nothing has been sent when the command stops.
+    """
+
+
 @attrs.define
 class Settings:
-    token: str | None
+    """The group's options, as every command sees them (secrets kept out of the repr)."""
+
+    token: str | None = attrs.field(repr=False)
     base_url: str | None
     emulator: bool
-    seed: int
+    seed: int = DEMO_SEED
     demo_pageviews: int = DEMO_PAGEVIEWS
+    config: Path = DEFAULT_CONFIG
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    limiter_key: str | None = None
+
+
+def _config_file(path: Path | None) -> Path:
+    """The config file in use: `--config`, else `$FATHOM_CONFIG`, else the default."""
+    return path or Path(os.environ.get("FATHOM_CONFIG") or DEFAULT_CONFIG).expanduser()
 
 
 def _config_token(path: Path | None) -> tuple[str | None, str | None]:
     """Token and base URL from the INI config file's [fathom] section, if any."""
-    candidate = path or Path(os.environ.get("FATHOM_CONFIG", DEFAULT_CONFIG)).expanduser()
+    candidate = _config_file(path)
     if not candidate.is_file():
         if path is not None:
             raise click.BadParameter(f"no such file: {path}", param_hint="--config")
@@ -79,26 +134,103 @@ def _config_token(path: Path | None) -> tuple[str | None, str | None]:
     )
 
 
+def _no_token_message(settings: Settings) -> str:
+    return (
+        "no API token. Pass --token TOKEN, set $FATHOM_API_TOKEN, or add `token = ...` to"
+        f" the [fathom] section of the config file {settings.config}. To try the command"
+        " on the built-in emulator's demo data instead, add --emulator"
+        " (e.g. `fathom-async --emulator export`)."
+    )
+
+
+def _check_redis_installed() -> None:
+    """Stop with the extra to install when `--redis-url` is given without redis-py."""
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        raise CliUsageError(
+            "--redis-url needs redis-py, which is not installed:"
+            " pip install 'fathom-async[redis]'"
+        ) from None
+
+
+def _default_limiter_key(token: str) -> str:
+    """A budget per token: processes run with the same token share it by default.
+
+    A digest, never the token itself, because the key is stored in Redis in clear.
+    """
+    return "fathom-async-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def _redis_limits(settings: Settings, token: str) -> RedisRateLimits:
+    """The shared limiter for `--redis-url`; the emulator's sped-up windows with it."""
+    from ._redis import RedisRateLimits
+
+    assert settings.redis_url
+    scale = DEMO_TIME_SCALE if settings.emulator else 1.0
+    try:
+        return RedisRateLimits(
+            settings.redis_url,
+            key=settings.limiter_key or _default_limiter_key(token),
+            entity=(2000, 3600 / scale),
+            reports=(10, 60 / scale),
+        )
+    except ValidationError as exc:  # its value is the URL with any password removed
+        raise CliUsageError(
+            f"--redis-url {exc.value!r} is not usable: {exc.allowed}"
+        ) from None
+
+
 @asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[FathomClient]:
-    """A client for the real API, or for the built-in emulator when there is no token."""
-    if settings.token and not settings.emulator:
-        async with FathomClient(settings.token, base_url=settings.base_url) as fathom:
-            yield fathom
-        return
-    from .testing import FakeFathom
+    """A client for the real API, or, with `--emulator`, for the built-in emulator.
 
-    stderr.print(
-        "[yellow]No API token: using the built-in emulator with demo data"
-        f" (rate limits {DEMO_TIME_SCALE:g}x faster).[/yellow]"
-    )
-    async with FakeFathom(
-        seed=settings.seed, pageviews=settings.demo_pageviews, time_scale=DEMO_TIME_SCALE
-    ) as fake:
-        limits = RateLimits(entity=(2000, 3600 / DEMO_TIME_SCALE),
-                            reports=(10, 60 / DEMO_TIME_SCALE))
-        async with FathomClient(fake.token, base_url=fake.url, rate_limits=limits) as fathom:
-            yield fathom
+    What can be refused is refused here, before any request: no token without
+    `--emulator` (so demo data is never exported by accident), `--redis-url` without
+    redis-py or with a URL Redis cannot take.
+    """
+    if not settings.emulator and not settings.token:
+        raise CliUsageError(_no_token_message(settings))
+    if settings.redis_url:
+        _check_redis_installed()
+    limits: RedisRateLimits | None = None
+    try:
+        if not settings.emulator:
+            assert settings.token
+            shared: dict[str, Any] = {}
+            if settings.redis_url:
+                limits = shared["rate_limits"] = _redis_limits(settings, settings.token)
+            async with FathomClient(
+                settings.token, base_url=settings.base_url, **shared
+            ) as fathom:
+                yield fathom
+            return
+        from .testing import FakeFathom
+
+        async with FakeFathom(
+            seed=settings.seed, pageviews=settings.demo_pageviews, time_scale=DEMO_TIME_SCALE
+        ) as fake:
+            if settings.redis_url:
+                limits = _redis_limits(settings, fake.token)
+            stderr.print(
+                "Using the built-in emulator with demo data (--emulator; rate limits"
+                f" {DEMO_TIME_SCALE:g}x faster).",
+                markup=False,
+                highlight=False,
+            )
+            async with FathomClient(
+                fake.token, base_url=fake.url, rate_limits=limits or _demo_limits()
+            ) as fathom:
+                yield fathom
+    finally:
+        if limits is not None:
+            await limits.aclose()
+
+
+def _demo_limits() -> RateLimits:
+    """Fathom's limits on the emulator's clock: windows `DEMO_TIME_SCALE` times shorter."""
+    return RateLimits(entity=(2000, 3600 / DEMO_TIME_SCALE),
+                      reports=(10, 60 / DEMO_TIME_SCALE))
 
 
 def _run(work: Callable[[], Awaitable[T]], *, resume: str | None = None) -> T:
@@ -108,30 +240,47 @@ def _run(work: Callable[[], Awaitable[T]], *, resume: str | None = None) -> T:
     except KeyboardInterrupt:
         stderr.print("[red]Interrupted.[/red]")
         if resume:
-            stderr.print(f"Finished chunks are kept. Resume with:\n  {resume}")
+            stderr.print(f"Finished chunks are kept. Resume with:\n  {resume}",
+                         markup=False, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
-    except (ValidationError, PlanMismatchError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    except (CliUsageError, ValidationError, PlanMismatchError) as exc:
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_USAGE)
     except FathomError as exc:
-        stderr.print(f"[red]API error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        stderr.print(f"[red]API error:[/red] {type(exc).__name__}: {escape(str(exc))}",
+                     highlight=False)
         sys.exit(EXIT_API_ERROR)
 
 
 def _resume_command(argv: Sequence[str]) -> str:
-    """The command line again, with any --token value left to the environment."""
-    words, skip = ["fathom-async"], False
-    for word in argv:
-        if skip:
-            skip = False
+    """The command line again, with the secrets left to the environment.
+
+    `--token` is always dropped; `--redis-url` is kept unless it holds credentials (a
+    user, a password or a query), in which case a shell comment says to set
+    `$FATHOM_REDIS_URL` instead.
+    """
+    words, hidden_redis = ["fathom-async"], False
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        name, has_value, value = word.partition("=")
+        if name not in ("--token", "--redis-url") or not word.startswith("--"):
+            words.append(word)
             continue
-        if word == "--token":
-            skip = True
-            continue
-        if word.startswith("--token="):
-            continue
-        words.append(word)
-    return " ".join(shlex.quote(word) for word in words)
+        if not has_value:
+            if index >= len(argv):
+                continue
+            value, index = argv[index], index + 1
+        if name == "--redis-url":
+            if _shown(value) == value:
+                words += [name, value]
+            else:
+                hidden_redis = True
+    command = " ".join(shlex.quote(word) for word in words)
+    if hidden_redis:
+        command += "  # with $FATHOM_REDIS_URL set (the Redis URL holds a password)"
+    return command
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:
@@ -165,26 +314,56 @@ format_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--token", default=None, metavar="TOKEN",
-              help="API token (default: $FATHOM_API_TOKEN, then the config file)")
+              help="API token (default: $FATHOM_API_TOKEN, then the config file);"
+                   " required unless --emulator")
 @click.option("--base-url", default=None, help="API base URL (default: $FATHOM_BASE_URL)")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="INI file with a [fathom] section: token = ..., base_url = ...")
+              help="INI file with a [fathom] section: token = ..., base_url = ..."
+                   f" (default: $FATHOM_CONFIG, then {DEFAULT_CONFIG})")
 @click.option("--emulator", is_flag=True,
-              help="use the built-in emulator with demo data (also when no token is set)")
-@click.option("--seed", type=int, default=42, show_default=True, help="emulator seed")
+              help="run against the built-in emulator with demo data instead of the API")
+@click.option("--seed", type=int, default=DEMO_SEED, show_default=True, help="emulator seed")
 @click.option("--demo-pageviews", type=click.IntRange(min=0), default=DEMO_PAGEVIEWS,
               show_default=True, help="emulator demo traffic over the last 90 days")
+@click.option("--redis-url", default=None, metavar="URL",
+              help="share the rate limits through Redis, e.g. redis://host:6379/0"
+                   " (default: $FATHOM_REDIS_URL; needs fathom-async[redis])")
+@click.option("--limiter-key", default=None, metavar="KEY",
+              help="the shared budget's name on Redis; processes with the same key share"
+                   " one budget (default: derived from the token)")
 @click.pass_context
 def cli(ctx: click.Context, token: str | None, base_url: str | None, config: Path | None,
-        emulator: bool, seed: int, demo_pageviews: int) -> None:
-    """Talk to the Fathom Analytics API: list, report, export."""
+        emulator: bool, seed: int, demo_pageviews: int, redis_url: str | None,
+        limiter_key: str | None) -> None:
+    """Talk to the Fathom Analytics API: list, report, export.
+
+    \b
+    Every command but `emulator` needs a token: --token, $FATHOM_API_TOKEN or the
+    config file. Without one it exits with code 2 before any request. For the demo,
+    add --emulator: fathom-async --emulator export
+
+    \b
+    --redis-url (or $FATHOM_REDIS_URL) shares one rate-limit budget between
+    processes, e.g. export --shard 0/4 ... export --shard 3/4 with one --limiter-key.
+
+    Exit codes: 0 done, 1 API error, 2 usage error, 130 interrupted.
+    """
+    redis_url = redis_url or os.environ.get("FATHOM_REDIS_URL") or None
+    if limiter_key is not None and not redis_url:
+        raise click.UsageError(
+            "--limiter-key names a budget shared on Redis: give --redis-url"
+            " (or set $FATHOM_REDIS_URL) too"
+        )
     file_token, file_base = _config_token(config)
     ctx.obj = Settings(
-        token=token or os.environ.get("FATHOM_API_TOKEN") or file_token,
+        token=token or os.environ.get("FATHOM_API_TOKEN") or file_token or None,
         base_url=base_url or os.environ.get("FATHOM_BASE_URL") or file_base,
         emulator=emulator,
         seed=seed,
         demo_pageviews=demo_pageviews,
+        config=_config_file(config),
+        redis_url=redis_url,
+        limiter_key=limiter_key,
     )
 
 
@@ -331,34 +510,56 @@ def _shard(value: str) -> tuple[int, int]:
     return index, count
 
 
+progress_interval_option = click.option(
+    "--progress-interval", type=click.FloatRange(min=0), default=PROGRESS_INTERVAL,
+    show_default=True, metavar="SECONDS",
+    help="when stderr is not a terminal: seconds between progress lines (0: one per step)",
+)
+
+
+_SELECTION = (
+    click.option("--sites", "site_ids", default=None, help="comma list (default: every site)"),
+    click.option("--from", "date_from", default=None,
+                 help="YYYY-MM-DD (default: 90 days ago)"),
+    click.option("--to", "date_to", default=None, help="YYYY-MM-DD (default: today)"),
+    click.option("--granularity", type=click.Choice(DATE_GROUPINGS), default="day",
+                 show_default=True),
+    click.option("--pageview-aggregates", default=",".join(AGGREGATES["pageview"]),
+                 show_default=True),
+    click.option("--pageview-grouping", default="pathname", show_default=True,
+                 help="comma list ('' for none)"),
+    click.option("--event-aggregates", default=",".join(AGGREGATES["event"]),
+                 show_default=True),
+    click.option("--event-grouping", default="", help="comma list (default: none)"),
+    click.option("--shard", default="0/1", show_default=True,
+                 help="INDEX/COUNT: this process's share of the plan"),
+    click.option("--concurrency", type=int, default=16, show_default=True),
+    click.option("--quiet", is_flag=True, help="no progress bar and no progress lines"),
+    progress_interval_option,
+)
+
+
+def selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that pick the rows, shared by `export` and `load` (one spelling)."""
+    for option in reversed(_SELECTION):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("fathom-export"), show_default=True)
-@click.option("--sites", "site_ids", default=None, help="comma list (default: every site)")
 @click.option("--entities", default=",".join(EXPORT_ENTITIES), show_default=True,
               help="comma list")
-@click.option("--from", "date_from", default=None, help="YYYY-MM-DD (default: 90 days ago)")
-@click.option("--to", "date_to", default=None, help="YYYY-MM-DD (default: today, UTC)")
-@click.option("--granularity", type=click.Choice(DATE_GROUPINGS), default="day",
-              show_default=True)
-@click.option("--pageview-aggregates", default=",".join(AGGREGATES["pageview"]),
-              show_default=True)
-@click.option("--pageview-grouping", default="pathname", show_default=True,
-              help="comma list ('' for none)")
-@click.option("--event-aggregates", default=",".join(AGGREGATES["event"]), show_default=True)
-@click.option("--event-grouping", default="", help="comma list (default: none)")
 @click.option("--format", "file_format", type=click.Choice(EXPORT_FORMATS), default="jsonl",
               show_default=True)
-@click.option("--shard", default="0/1", show_default=True,
-              help="INDEX/COUNT: this process's share of the plan")
-@click.option("--concurrency", type=int, default=16, show_default=True)
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@selection_options
 @click.pass_obj
 def export(settings: Settings, directory: Path, site_ids: str | None, entities: str,
            date_from: str | None, date_to: str | None, granularity: str,
            pageview_aggregates: str, pageview_grouping: str, event_aggregates: str,
            event_grouping: str, file_format: str, shard: str, concurrency: int,
-           quiet: bool) -> None:
+           quiet: bool, progress_interval: float) -> None:
     """Export sites, events, milestones and reports to files; run again to resume."""
     today = datetime.now(timezone.utc).date()
 
@@ -377,7 +578,8 @@ def export(settings: Settings, directory: Path, site_ids: str | None, entities: 
         )
         async with connect(settings) as fathom:
             job = Export(fathom, spec, directory, shard=_shard(shard), concurrency=concurrency)
-            await _show_progress(job, quiet=quiet)
+            await report_progress(job.progress(), quiet=quiet, interval=progress_interval,
+                                  label="export")
         summary = job.summary
         assert summary is not None
         _summary_table(job)
@@ -385,30 +587,166 @@ def export(settings: Settings, directory: Path, site_ids: str | None, entities: 
     _run(work, resume=_resume_command(sys.argv[1:]))
 
 
-async def _show_progress(job: Export, *, quiet: bool) -> None:
-    if quiet or not stderr.is_terminal:
-        async for event in job.progress():
-            if event.kind in ("started", "discovered", "finished") and not quiet:
-                stderr.print(_describe(event), highlight=False)
-        return
-    columns = (TextColumn("[bold]export[/bold]"), BarColumn(),
+async def report_progress(
+    events: AsyncIterator[ExportProgress],
+    *,
+    quiet: bool = False,
+    interval: float = PROGRESS_INTERVAL,
+    label: str = "export",
+    console: Console | None = None,
+    clock: Callable[[], float] | None = None,
+) -> ExportProgress | None:
+    """Run the work behind `events` to its end, showing where it stands on stderr.
+
+    Any command whose work reports `ExportProgress` (an export, a load) shows it so:
+
+    - `quiet`: nothing; the events are still consumed, so the work still runs.
+    - on a terminal: a bar with requests done/planned, rows, the budget left in each
+      bucket and the ETA.
+    - elsewhere (a log file, CI, cron): plain lines, because a bar redrawn in place
+      is unreadable in a log. One for each `started`, `discovered` and `finished`
+      event, and one every `interval` seconds with requests done/planned, rows, budget
+      left and ETA: from a timer, so that a stalled export still says it is alive
+      (and for how long nothing has changed), or from the first event once a line is
+      overdue. `interval=0`: a line for every event, and no timer.
+
+    `label` starts every line. `console` defaults to the module's stderr console.
+    `clock` (seconds, monotonic) decides when a line is due; the default,
+    `progress_clock` or else the running loop's `time()`, is also what the timer sleeps
+    on, so under a fake loop clock (looptime) the interval passes in fake time.
+    Returns the last event, or None. An exception raised by the work propagates;
+    leaving early (cancellation) closes `events`, which stops an `Export`.
+    """
+    out = console or stderr
+    if quiet:
+        last = None
+        async for event in events:
+            last = event
+        return last
+    if out.is_terminal:
+        return await _progress_bar(events, label=label, console=out)
+    clock = clock or progress_clock or asyncio.get_running_loop().time
+    return await _progress_lines(events, interval=interval, label=label, console=out,
+                                 clock=clock)
+
+
+#: The clock `report_progress` uses when given none (None: the running loop's time()).
+#: Tests set it to drive the interval without waiting.
+progress_clock: Callable[[], float] | None = None
+
+
+async def _progress_bar(
+    events: AsyncIterator[ExportProgress], *, label: str, console: Console
+) -> ExportProgress | None:
+    last = None
+    columns = (TextColumn(f"[bold]{escape(label)}[/bold]"), BarColumn(),
                TextColumn("{task.completed}/{task.total} requests"),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=False) as bar:
-        task = bar.add_task("export", total=None, detail="")
-        async for event in job.progress():
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None, detail="")
+        async for event in events:
+            last = event
             bar.update(task, completed=event.requests_done, total=event.requests_planned,
-                       detail=_describe(event, short=True))
+                       detail=escape(_figures(event)))
+    return last
 
 
-def _describe(event: ExportProgress, *, short: bool = False) -> str:
+@attrs.define
+class _LineState:
+    """What the progress lines and their timer share: the last event and when."""
+
+    last: ExportProgress | None
+    seen_at: float
+    due: float
+
+
+async def _progress_lines(
+    events: AsyncIterator[ExportProgress],
+    *,
+    interval: float,
+    label: str,
+    console: Console,
+    clock: Callable[[], float],
+) -> ExportProgress | None:
+    started = clock()
+    state = _LineState(last=None, seen_at=started, due=started + interval)
+
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+        state.due = clock() + interval
+
+    async def timer() -> None:
+        while True:
+            await asyncio.sleep(max(state.due - clock(), 0.0))
+            now = clock()
+            if now < state.due:
+                continue  # a line went out meanwhile: the next one is due later
+            if state.last is None:
+                state.due = now + interval  # nothing to report yet
+                continue
+            since = now - state.seen_at
+            line(describe_progress(state.last, label=label, elapsed=now - started,
+                                   since_event=since, stalled=since >= interval))
+
+    ticker = asyncio.ensure_future(timer()) if interval > 0 else None
+    try:
+        async for event in events:
+            now = clock()
+            state.last, state.seen_at = event, now
+            if event.kind in MILESTONE_KINDS or now >= state.due:
+                line(describe_progress(event, label=label, elapsed=now - started))
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            with suppress(asyncio.CancelledError):
+                await ticker
+    return state.last
+
+
+def describe_progress(
+    event: ExportProgress,
+    *,
+    label: str = "export",
+    elapsed: float | None = None,
+    since_event: float = 0.0,
+    stalled: bool = False,
+) -> str:
+    """One progress line: requests done/planned, rows, budget left, ETA (and elapsed).
+
+    `started`, `discovered` and `finished` events name themselves (with their
+    message). `since_event` (seconds since the event was seen) counts as spent in
+    the ETA; `stalled` adds how long nothing has changed, so a log tells a slow
+    export from a stuck one.
+    """
+    head = label
+    if event.kind in MILESTONE_KINDS:
+        head += f" {event.kind}" + (f" ({event.message})" if event.message else "")
+    text = (f"{head}: {event.requests_done}/{event.requests_planned} requests, "
+            f"{_figures(event, spent=since_event)}")
+    if elapsed is not None:
+        text += f", elapsed {_duration(elapsed)}"
+    if stalled:
+        text += f", no new step for {_duration(since_event)}"
+    return text
+
+
+def _figures(event: ExportProgress, *, spent: float = 0.0) -> str:
     budget = ", ".join(f"{name} {left}" for name, left in event.budget.items()
                        if left is not None)
-    eta = f"ETA {event.eta_seconds:.0f}s" if event.eta_seconds is not None else "ETA ?"
-    text = f"{event.rows} rows, budget left: {budget or 'unlimited'}, {eta}"
-    if short:
-        return text
-    return f"{event.kind}: {event.requests_done}/{event.requests_planned} requests, {text}"
+    eta = "ETA ?"
+    if event.eta_seconds is not None:
+        eta = f"ETA {_duration(max(event.eta_seconds - spent, 0.0))}"
+    return f"{event.rows} rows, budget left: {budget or 'unlimited'}, {eta}"
+
+
+def _duration(seconds: float) -> str:
+    """`42s`, `3m07s`, `2h05m`: short enough for a log line, exact enough for an ETA."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def _summary_table(job: Export) -> None:
@@ -442,20 +780,113 @@ def _day(value: str | None, field: str) -> date | None:
 
 
 @cli.command()
+@click.option("--destination", default="duckdb", show_default=True,
+              help=f"a dlt destination; duckdb: the file {DUCKDB_FILE} here")
+@click.option("--dataset", default="fathom", show_default=True,
+              help="the dataset (schema) the tables go to")
+@selection_options
+@click.pass_obj
+def load(settings: Settings, destination: str, dataset: str, site_ids: str | None,
+         date_from: str | None, date_to: str | None, granularity: str,
+         pageview_aggregates: str, pageview_grouping: str, event_aggregates: str,
+         event_grouping: str, shard: str, concurrency: int, quiet: bool,
+         progress_interval: float) -> None:
+    """Load sites, events, milestones and reports into a warehouse, incrementally.
+
+    Tables sites, events, milestones, pageviews and event_conversions, merged (never
+    duplicated). Run it again (nightly) to add the periods that closed since and
+    refresh the open one; an interrupted load resumes. Needs the `dlt` extra.
+    """
+
+    async def work() -> None:
+        if dlt_missing():
+            raise CliUsageError(
+                "load needs dlt, which is not installed: pip install 'fathom-async[dlt]'")
+        from .dlt import fathom_source
+
+        start = _day(date_from, "--from")
+        async with connect(settings) as fathom:
+            loop = asyncio.get_running_loop()
+            events: asyncio.Queue[tuple[str, ExportProgress] | None] = asyncio.Queue()
+
+            def seen(kind: str, event: ExportProgress) -> None:  # called on dlt's thread
+                loop.call_soon_threadsafe(events.put_nowait, (kind, event))
+
+            source = fathom_source(
+                fathom, sites=_csv_option(site_ids), start_date=start,
+                end_date=_day(date_to, "--to"), granularity=granularity,  # type: ignore[arg-type]
+                pageview_aggregates=_csv_option(pageview_aggregates) or [],
+                pageview_grouping=_csv_option(pageview_grouping) or [],
+                event_aggregates=_csv_option(event_aggregates) or [],
+                event_grouping=_csv_option(event_grouping) or [],
+                shard=_shard(shard), concurrency=concurrency, progress=seen,
+            )
+            pipeline = make_pipeline(destination, dataset, _shard(shard))
+
+            async def progress() -> AsyncIterator[ExportProgress]:
+                latest: dict[str, ExportProgress] = {}  # per report resource
+                while (item := await events.get()) is not None:
+                    latest.pop(item[0], None)  # the newest goes last
+                    latest[item[0]] = item[1]
+                    yield merge_progress(latest, parts=2)
+
+            def run() -> Any:
+                try:
+                    return pipeline.run(source, loader_file_format=file_format(destination))
+                finally:
+                    loop.call_soon_threadsafe(events.put_nowait, None)
+
+            shown = asyncio.ensure_future(report_progress(
+                progress(), quiet=quiet, interval=progress_interval, label="load"))
+            try:
+                await in_thread(run)
+            except Exception as exc:
+                ours = load_failure(exc)
+                if ours is None:
+                    raise
+                raise ours from None
+            finally:
+                await shown
+        _load_summary(pipeline, destination)
+
+    _run(work)
+
+
+def _load_summary(pipeline: Any, destination: str) -> None:
+    """Rows this run loaded per table, and where they went."""
+    counts: dict[str, int] = {}
+    trace = pipeline.last_trace
+    if trace is not None and trace.last_normalize_info is not None:
+        counts = dict(trace.last_normalize_info.row_counts)
+    where = str(Path.cwd() / DUCKDB_FILE) if destination == "duckdb" else destination
+    table = Table("table", "rows loaded", title=f"Dataset {pipeline.dataset_name} in {where}")
+    for name in EXPORT_ENTITIES:
+        table.add_row(name, str(counts.get(name, 0)))
+    Console().print(table)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8086, show_default=True)
-@click.option("--pageviews", type=int, default=20_000, show_default=True)
+@click.option("--pageviews", type=click.IntRange(min=0), default=None,
+              help=f"demo pageviews over 90 days (default: --demo-pageviews, {DEMO_PAGEVIEWS})")
 @click.option("--time-scale", type=float, default=1.0, show_default=True)
 @click.pass_obj
-def emulator(settings: Settings, host: str, port: int, pageviews: int,
+def emulator(settings: Settings, host: str, port: int, pageviews: int | None,
              time_scale: float) -> None:
-    """Serve the emulator (a local Fathom API) until Ctrl-C."""
+    """Serve the emulator (a local Fathom API) until Ctrl-C; needs no token.
+
+    The demo data (--seed, --demo-pageviews) is that of `fathom-async --emulator ...`
+    and `python -m fathom_async.testing`.
+    """
     from .testing.__main__ import main as serve
 
+    if pageviews is None:
+        pageviews = settings.demo_pageviews
     serve(["--host", host, "--port", str(port), "--seed", str(settings.seed),
            "--pageviews", str(pageviews), "--time-scale", str(time_scale)])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the `fathom-async` command."""
+    """Run the command line (`fathom_async.__main__.main` is the installed entry)."""
     cli.main(args=argv, prog_name="fathom-async")

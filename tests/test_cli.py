@@ -34,11 +34,19 @@ def test_export_against_the_emulator_writes_files_and_a_summary(tmp_path: Path) 
     assert (tmp_path / "sites.jsonl").exists()
 
 
-def test_no_token_falls_back_to_the_emulator_and_says_so(tmp_path: Path) -> None:
-    result = run("--demo-pageviews", "500", "sites", "list", "--format", "json")
+def test_the_emulator_on_request_serves_demo_data_and_says_so(tmp_path: Path) -> None:
+    result = run("--emulator", "--demo-pageviews", "500", "sites", "list", "--format", "json")
     assert result.exit_code == 0, result.output
     assert "built-in emulator" in result.stderr
     assert len(json.loads(result.stdout)) == 3
+
+
+def test_no_token_is_a_usage_error_not_demo_data(tmp_path: Path) -> None:
+    result = run("--demo-pageviews", "500", "sites", "list", "--format", "json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "built-in emulator with demo data" not in result.stderr
+    assert "--emulator" in result.stderr
 
 
 def test_a_changed_export_plan_is_a_usage_error(tmp_path: Path) -> None:

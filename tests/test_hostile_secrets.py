@@ -15,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
 import time
 import traceback
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from fathom_async import (
 from fathom_async.export import Export, ExportSpec
 from fathom_async.testing import FakeFathom
 from tests.conftest import calls
+from tests.emulator_thread import emulator_thread
 from tests.hostile_support import ACCOUNT, endless, loopback, no_sleep
 
 TODAY = datetime.now(timezone.utc).date()
@@ -204,28 +203,6 @@ def assert_no_file_leaks(directory: Path, token: str, *, at_least: int) -> None:
 
 
 # -- the command line, against an emulator in a thread -------------------------------------
-
-
-@contextmanager
-def emulator_thread() -> Iterator[tuple[FakeFathom, str]]:
-    """A FakeFathom serving from its own loop in a thread, so click can run asyncio.run."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def start() -> tuple[FakeFathom, str]:  # SQLite wants its own thread
-        fake = FakeFathom(seed=9, pageviews=1_000, enforce_rate_limits=False)
-        token = fake.make_token("*", name="cli")
-        return await fake.start(), token
-
-    fake, token = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield fake, token
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_the_cli_prints_and_writes_no_token(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ async def readme_api(
         monkeypatch.setenv("FATHOM_API_TOKEN", fake.token)
         monkeypatch.setenv("FATHOM_BASE_URL", fake.url)
         monkeypatch.setenv("REDIS_URL", redis_server.url)
+        monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))  # not the user's ~/.dlt
+        monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
         monkeypatch.chdir(tmp_path)
         yield fake
 
@@ -57,8 +59,10 @@ def test_the_readme_has_examples_of_every_resource() -> None:
 
 
 def _is_program(block: str) -> bool:
-    """A complete program (`asyncio.run(...)`): it runs as its own process."""
-    return "asyncio.run(" in block and not _test_file(block)
+    """A complete program (`asyncio.run(...)`, or a plain `main()` for dlt's blocking
+    runs): it runs as its own process."""
+    runs = "asyncio.run(" in block or block.rstrip().endswith("\nmain()")
+    return runs and not _test_file(block)
 
 
 def _test_file(block: str) -> str | None:
@@ -128,6 +132,6 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_the_readme_opens_with_the_two_commands() -> None:
     commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(encoding="utf-8"))
-    assert commands[0].endswith("fathom-async export")
+    assert commands[0].endswith("fathom-async --emulator export")
     assert "pip install -q -e '.[cli,speedups]'" in commands[0]
     assert "pip install -q -e '.[dev]'" in commands[1]

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ._fake import FakeFathom
+from ._fake import DEMO_PAGEVIEWS, DEMO_SEED, FakeFathom
 
 __all__ = ["main", "parse_args", "serve"]
 
@@ -24,9 +24,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8086, help="port (8086; 0 picks a free one)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for ids and traffic (0)")
     parser.add_argument(
-        "--pageviews", type=int, default=20_000, help="demo pageviews over 90 days (20000)"
+        "--seed", type=int, default=DEMO_SEED, help=f"seed for ids and traffic ({DEMO_SEED})"
+    )
+    parser.add_argument(
+        "--pageviews",
+        type=int,
+        default=DEMO_PAGEVIEWS,
+        help=f"demo pageviews over 90 days ({DEMO_PAGEVIEWS})",
     )
     parser.add_argument(
         "--time-scale",

@@ -17,7 +17,14 @@ from ._state import AppState
 from ._store import Site, Store
 from ._traffic import DemoSite, generate_demo
 
-__all__ = ["FakeFathom"]
+__all__ = ["DEMO_PAGEVIEWS", "DEMO_SEED", "FakeFathom"]
+
+#: The demo data every entry point serves by default: `FakeFathom()`,
+#: `python -m fathom_async.testing`, `fathom-async emulator` and `fathom-async
+#: --emulator ...`. Defined once so that the site ids and figures a user sees in one
+#: are those of the others.
+DEMO_SEED = 0
+DEMO_PAGEVIEWS = 20_000
 
 
 class FakeFathom:
@@ -49,8 +56,8 @@ class FakeFathom:
     def __init__(
         self,
         *,
-        seed: int = 0,
-        pageviews: int = 20_000,
+        seed: int = DEMO_SEED,
+        pageviews: int = DEMO_PAGEVIEWS,
         demo: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import statistics
@@ -156,13 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     baseline = json.loads(subprocess.run(_python("import"), capture_output=True, text=True,
                                          check=True).stdout)["rss_mb"]
     expected = YEAR["sites"] * YEAR["days"] * YEAR["pages"]
+    # Each site's year needs a request per 1000 rows at the least: the floor above is
+    # from the requests made, so a wasteful plan shows here.
+    least = YEAR["sites"] * math.ceil(YEAR["days"] * YEAR["pages"] / 1000)
     rows = min(r["rows"] for r in runs)
     ratio = statistics.median(ratios)
     print("| figure | measured | floor / peer | target | met |")
     print("| --- | --- | --- | --- | --- |")
     print(f"| load wall time, {rows:,} rows ({YEAR['sites']} sites x {YEAR['days']} days x"
           f" {YEAR['pages']} pages), emulator at {TIME_SCALE:g}x | {spread(walls, '.2f')} s"
-          f" | floor {spread(floors, '.2f')} s ({runs[0]['report_requests']} report requests);"
+          f" | floor {spread(floors, '.2f')} s ({runs[0]['report_requests']} report requests,"
+          f" {least} at the least);"
           f" ratio {spread(ratios, '.3f')} (to the strict floor: {spread(strict, '.3f')})"
           f" | <= 1.1x | {'yes' if ratio <= 1.1 else 'NO'} |")
     print(f"| load peak RSS | {spread([r['rss_mb'] for r in runs], '.1f')} MB"

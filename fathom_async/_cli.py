@@ -807,10 +807,11 @@ def load(settings: Settings, destination: str, dataset: str, site_ids: str | Non
         start = _day(date_from, "--from")
         async with connect(settings) as fathom:
             loop = asyncio.get_running_loop()
-            events: asyncio.Queue[tuple[str, ExportProgress] | None] = asyncio.Queue()
+            # (export name, event) from dlt's thread; then True (loaded) or False (failed).
+            events: asyncio.Queue[tuple[str, ExportProgress] | bool] = asyncio.Queue()
 
-            def seen(kind: str, event: ExportProgress) -> None:  # called on dlt's thread
-                loop.call_soon_threadsafe(events.put_nowait, (kind, event))
+            def seen(name: str, event: ExportProgress) -> None:  # called on dlt's thread
+                loop.call_soon_threadsafe(events.put_nowait, (name, event))
 
             source = fathom_source(
                 fathom, sites=_csv_option(site_ids), start_date=start,
@@ -824,17 +825,23 @@ def load(settings: Settings, destination: str, dataset: str, site_ids: str | Non
             pipeline = make_pipeline(destination, dataset, _shard(shard))
 
             async def progress() -> AsyncIterator[ExportProgress]:
-                latest: dict[str, ExportProgress] = {}  # per report resource
-                while (item := await events.get()) is not None:
+                latest: dict[str, ExportProgress] = {}  # per report export
+                while not isinstance(item := await events.get(), bool):
                     latest.pop(item[0], None)  # the newest goes last
                     latest[item[0]] = item[1]
-                    yield merge_progress(latest, parts=2)
+                    yield merge_progress(latest)
+                if item and latest:
+                    yield attrs.evolve(merge_progress(latest), kind="finished",
+                                       message="loaded")
 
             def run() -> Any:
+                loaded = False
                 try:
-                    return pipeline.run(source, loader_file_format=file_format(destination))
+                    info = pipeline.run(source, loader_file_format=file_format(destination))
+                    loaded = True
+                    return info
                 finally:
-                    loop.call_soon_threadsafe(events.put_nowait, None)
+                    loop.call_soon_threadsafe(events.put_nowait, loaded)
 
             shown = asyncio.ensure_future(report_progress(
                 progress(), quiet=quiet, interval=progress_interval, label="load"))
@@ -849,7 +856,7 @@ def load(settings: Settings, destination: str, dataset: str, site_ids: str | Non
                 await shown
         _load_summary(pipeline, destination)
 
-    _run(work)
+    _run(work, resume=_resume_command(sys.argv[1:]))
 
 
 def _load_summary(pipeline: Any, destination: str) -> None:

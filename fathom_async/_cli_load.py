@@ -89,18 +89,18 @@ async def in_thread(work: Callable[[], T]) -> T:
     return await done
 
 
-def merge_progress(latest: dict[str, ExportProgress], parts: int) -> ExportProgress:
-    """One picture of the report resources' exports: counts summed, the latest budget.
+def merge_progress(latest: dict[str, ExportProgress]) -> ExportProgress:
+    """One picture of the load's report exports: counts summed, the latest budget.
 
-    `latest` holds each part's last event, the newest last. The picture names a
-    step (`started`, `discovered`, `finished`) only once every one of the `parts`
-    has reached it, so a log says "finished" once, at the end.
+    `latest` holds each export's last event, the newest last. The picture names a
+    step (`started`, `discovered`) only once every export seen has reached it, and
+    never `finished`: the load has finished only when dlt has loaded the rows, which
+    the command says itself.
     """
     events = list(latest.values())
     newest = events[-1]
     kind = newest.kind
-    if kind != "chunk" and ((len(events) < parts and kind == "finished")
-                            or any(e.kind != kind for e in events)):
+    if kind == "finished" or any(e.kind != kind for e in events):
         kind = "chunk"
     etas = [e.eta_seconds for e in events if e.eta_seconds is not None]
     return attrs.evolve(
@@ -113,6 +113,7 @@ def merge_progress(latest: dict[str, ExportProgress], parts: int) -> ExportProgr
         chunks_resumed=sum(e.chunks_resumed for e in events),
         truncated=sum(e.truncated for e in events),
         eta_seconds=max(etas) if etas else None,
+        record=None,
     )
 
 

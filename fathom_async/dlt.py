@@ -27,7 +27,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -49,8 +49,15 @@ from ._exceptions import ValidationError
 from ._frames import INT_COLUMNS
 from ._logging import logger
 from ._types import AGGREGATES, DateGrouping
-from .export import Export, ExportProgress, ExportSpec, PlanMismatchError, read_rows
-from .export._runner import _in_shard, check_shard
+from .export import (
+    ChunkRecord,
+    Export,
+    ExportProgress,
+    ExportSpec,
+    PlanMismatchError,
+    read_rows,
+)
+from .export._runner import _in_shard, _Series, check_shard
 from .export._spec import ENTITIES, align, unit_start
 
 __all__ = ["RESOURCES", "fathom_source"]
@@ -126,19 +133,23 @@ def fathom_source(
         client: a `FathomClient` (its limiter and options are used, at bulk priority),
             a token, or None for `$FATHOM_API_TOKEN`.
         sites: site ids to load (default: every site the token can see).
-        start_date: the first day of the first load (default: 90 days before today).
-            Later loads continue from where the last one stopped.
+        start_date: the first day of the first load (default: 90 days before today,
+            moved back to the start of its period). Later loads continue from where
+            the last one stopped. With month or year periods, start on a period's
+            first day: otherwise the first row counts only part of its period.
         end_date: the last day to load (default: today on each site's clock).
         granularity, pageview_aggregates, pageview_grouping, event_aggregates,
             event_grouping: what the report tables hold, as in `ExportSpec`. They
             decide the tables' keys: changing them later raises `PlanMismatchError`.
         base_url: the API base URL when `client` is not a `FathomClient`.
-        shard: `(index, count)`: this process's share, as in `Export`.
+        shard: `(index, count)`: this process's share, as in `Export`; each shard
+            keeps its own incremental state.
         concurrency: report series fetched at once.
         now: the moment the load runs (default: the clock); decides which period
             is still open.
-        progress: called with (resource name, `ExportProgress`) as report chunks
-            finish; it runs on dlt's extract thread.
+        progress: called with (a name for one report export: the resource and its
+            date range, `ExportProgress`) as report chunks finish; it runs on dlt's
+            extract thread.
 
     Raises `ValidationError` for bad arguments, before any request.
     """
@@ -157,7 +168,8 @@ def fathom_source(
         if value is not None and (not isinstance(value, date) or isinstance(value, datetime)):
             raise ValidationError(field, value, "a date (whole days) or None")
     today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
-    first = today - timedelta(days=89) if start_date is None else start_date
+    # The default starts on a period's first day, so its first row is a whole period.
+    first = align(today - timedelta(days=89), granularity) if start_date is None else start_date
     if end_date is not None and end_date < first:
         raise ValidationError("end_date", end_date, f"not before start_date ({first})")
     spec = ExportSpec(
@@ -289,11 +301,7 @@ def _report_columns(plan: _Plan, kind: ReportKind) -> dict[str, TColumnSchema]:
 
 def _site_today(plan: _Plan, site_zone: str | None) -> date:
     """Today on the site's clock (the API reports in the site's time zone)."""
-    moment = plan.moment()
-    try:
-        return moment.astimezone(zone(site_zone) if site_zone else timezone.utc).date()
-    except (ValueError, OSError, LookupError):
-        return moment.astimezone(timezone.utc).date()
+    return plan.moment().astimezone(_zone_or_utc(site_zone)).date()
 
 
 def _first_open(today: date, date_to: date, granularity: str) -> date:
@@ -302,6 +310,14 @@ def _first_open(today: date, date_to: date, granularity: str) -> date:
     The period holding today is still open, and so is one the load stopped inside of.
     """
     return min(align(today, granularity), align(date_to + timedelta(days=1), granularity))
+
+
+def _zone_or_utc(name: str | None) -> tzinfo:
+    """A site's zone; UTC when it has none or one this machine cannot load."""
+    try:
+        return zone(name) if name else timezone.utc
+    except (ValueError, OSError, LookupError):
+        return timezone.utc
 
 
 async def _report_rows(plan: _Plan, kind: ReportKind) -> AsyncIterator[list[dict[str, Any]]]:
@@ -313,13 +329,22 @@ async def _report_rows(plan: _Plan, kind: ReportKind) -> AsyncIterator[list[dict
             f" {fingerprint}. Load into another dataset (or drop the table and its state)"
         )
     state["plan"] = fingerprint
-    next_from: dict[str, str] = state.setdefault("next_from", {})
+    # Per shard: a shard advances only the series it loads.
+    index, count = plan.shard
+    next_from: dict[str, str] = state.setdefault("next_from", {}).setdefault(
+        f"{index}/{count}", {})
+    # A journal belongs to one extract: a failed one (whose state dlt never commits)
+    # finds it again and resumes; a finished one moves on to a new journal, so the
+    # open period is asked for again on every run, even twice in an hour.
+    run = int(state.get("runs", 0))
     staging = Path(dlt.current.pipeline().working_dir) / STAGING / kind
     async with plan.connect() as fathom:
         chosen = await _chosen_sites(fathom, plan)
         zones = {site.id: site.timezone for site in chosen}
         groups: dict[tuple[date, date], list[tuple[str, date]]] = {}
         for site in chosen:
+            if kind == "pageviews" and not _in_shard(_Series(kind, site.id).key, plan.shard):
+                continue  # another shard's series
             start = (date.fromisoformat(next_from[site.id]) if site.id in next_from
                      else plan.start_date)
             today = _site_today(plan, site.timezone)
@@ -331,19 +356,22 @@ async def _report_rows(plan: _Plan, kind: ReportKind) -> AsyncIterator[list[dict
                               sites=tuple(site for site, _ in members))
             for key, members in groups.items()
         }
-        await asyncio.to_thread(_remove_stale, staging, {s.fingerprint for s in specs.values()})
+        folders = {key: f"{run}-{spec.fingerprint}" for key, spec in specs.items()}
+        await asyncio.to_thread(_remove_stale, staging, set(folders.values()))
         for key, spec in specs.items():
-            job = Export(fathom, spec, staging / spec.fingerprint, shard=plan.shard,
+            job = Export(fathom, spec, staging / folders[key], shard=plan.shard,
                          concurrency=plan.concurrency)
-            async for rows in _chunks(job, kind, plan, zones):
+            name = f"{kind} {spec.date_from}..{spec.date_to}"
+            async for rows in _chunks(job, kind, name, plan, zones):
                 yield rows
             for site, today in groups[key]:
                 cut = _first_open(today, spec.date_to, spec.granularity)
                 next_from[site] = max(spec.date_from, cut).isoformat()
+    state["runs"] = run + 1
 
 
 def _remove_stale(staging: Path, keep: set[str]) -> None:
-    """Journals of other plans (an older day's load) can never be resumed: remove them."""
+    """Journals of other extracts (a finished one, an older day's) are never resumed."""
     if staging.is_dir():
         for child in staging.iterdir():
             if child.name not in keep:
@@ -351,22 +379,25 @@ def _remove_stale(staging: Path, keep: set[str]) -> None:
 
 
 async def _chunks(
-    job: Export, kind: ReportKind, plan: _Plan, zones: dict[str, str | None]
+    job: Export, kind: ReportKind, name: str, plan: _Plan, zones: dict[str, str | None]
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The rows of each chunk the export journals (resumed ones first), typed."""
-    done = 0
     async for event in job.progress():
         if plan.progress is not None:
-            plan.progress(kind, event)
-        records = list(job.manifest.chunks.values())
-        for record in records[done:]:
+            plan.progress(name, event)
+        if event.kind == "started":
+            records: tuple[ChunkRecord, ...] = job.resumed_chunks
+        elif event.record is not None:
+            records = (event.record,)
+        else:
+            continue
+        for record in records:
             if record.truncated:
                 logger.warning("%s %s hit the 1000-row cap on one period: rows are missing",
                                kind, record.key)
             rows = await asyncio.to_thread(read_rows, job.manifest.directory / record.file)
             if rows:
                 yield [_report_row(row, plan, kind, zones) for row in rows]
-        done = len(records)
 
 
 def _report_row(
@@ -377,8 +408,7 @@ def _report_row(
     if granularity == "hour" and isinstance(period, str):
         # The API's hours are the site's wall clock: store the instant they name.
         wall = datetime.fromisoformat(period)
-        name = zones.get(str(row.get("site_id")))
-        row["date"] = wall.replace(tzinfo=zone(name) if name else timezone.utc)
+        row["date"] = wall.replace(tzinfo=_zone_or_utc(zones.get(str(row.get("site_id")))))
     else:
         row["date"] = unit_start(period, granularity) or period
     for name in plan.grouping(kind):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -10,6 +11,9 @@ from click.testing import CliRunner, Result
 
 from fathom_async import _cli, _cli_load
 from fathom_async.export import ExportProgress
+from tests.redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # the fixture, for pytest
 
 EMULATOR = ["--emulator", "--demo-pageviews", "2000"]
 TABLES = {"sites", "events", "milestones", "pageviews", "event_conversions"}
@@ -49,13 +53,32 @@ def test_load_fills_the_default_duckdb_file_and_dataset(workdir: Path) -> None:
     assert "pageviews" in result.stdout
 
 
-def test_a_second_load_adds_nothing_twice(workdir: Path) -> None:
+def _loaded(output: str, table: str) -> int:
+    [count] = re.findall(rf"{table}\s*│\s*(\d+)", output)
+    return int(count)
+
+
+def test_a_second_load_asks_only_for_the_open_period(workdir: Path) -> None:
     args = (*EMULATOR, "load", "--from", "2026-01-01", "--quiet",
             "--dataset", "analytics", "--granularity", "month", "--pageview-grouping", "")
-    assert run(*args).exit_code == 0
+    first_run = run(*args)
+    assert first_run.exit_code == 0
     first = tables(workdir / _cli_load.DUCKDB_FILE, "analytics")
-    assert run(*args).exit_code == 0  # the same demo data again: merged, not appended
-    assert tables(workdir / _cli_load.DUCKDB_FILE, "analytics") == first
+    second_run = run(*args)  # the same demo data again
+    assert second_run.exit_code == 0
+    assert tables(workdir / _cli_load.DUCKDB_FILE, "analytics") == first  # merged
+    # Only this month's rows (one per site) came again; the closed months did not.
+    assert _loaded(first_run.stdout, "pageviews") > _loaded(second_run.stdout, "pageviews")
+    assert _loaded(second_run.stdout, "pageviews") == 3
+
+
+def test_load_shares_a_redis_budget(workdir: Path, redis_server: RedisServer) -> None:
+    result = run(*EMULATOR, "--redis-url", redis_server.url, "--limiter-key", "loads",
+                 "load", "--from", "2026-11-01", "--progress-interval", "0")
+    assert result.exit_code == 0, result.output
+    assert tables(workdir / _cli_load.DUCKDB_FILE)["pageviews"] > 0
+    assert redis_server.url not in result.output
+    assert "load finished (loaded)" in result.stderr
 
 
 def test_progress_lines_without_a_terminal(workdir: Path) -> None:
@@ -64,7 +87,8 @@ def test_progress_lines_without_a_terminal(workdir: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.startswith("load")]
     assert any("requests" in line and "budget left" in line and "ETA" in line
                for line in lines)
-    assert sum("load finished" in line for line in lines) >= 1
+    assert sum("load finished" in line for line in lines) == 1
+    assert lines[-1].startswith("load finished (loaded)")
 
 
 def test_shards_keep_their_own_pipelines(workdir: Path) -> None:
@@ -105,14 +129,15 @@ def _event(kind: str, done: int, rows: int, eta: float | None = None) -> ExportP
                           budget={"entity": 1, "reports": 2}, eta_seconds=eta)
 
 
-def test_progress_of_two_exports_is_summed_and_finishes_once() -> None:
+def test_progress_of_several_exports_is_summed_and_never_finishes_by_itself() -> None:
     views = _event("finished", 5, 100, 0.0)
-    merged = _cli_load.merge_progress({"pageviews": views}, parts=2)
-    assert merged.kind == "chunk"  # the other part has not finished
+    merged = _cli_load.merge_progress({"pageviews": views})
+    assert merged.kind == "chunk"  # finished is the command's to say, once dlt loaded
     merged = _cli_load.merge_progress(
-        {"pageviews": views, "event_conversions": _event("chunk", 2, 10, 4.0)}, parts=2)
+        {"pageviews": views, "event_conversions": _event("chunk", 2, 10, 4.0)})
     assert (merged.kind, merged.requests_done, merged.rows, merged.eta_seconds) == (
         "chunk", 7, 110, 4.0)
-    merged = _cli_load.merge_progress(
-        {"event_conversions": _event("finished", 3, 20), "pageviews": views}, parts=2)
-    assert (merged.kind, merged.requests_planned, merged.eta_seconds) == ("finished", 10, 0.0)
+    both_started = {"a": _event("started", 0, 0), "b": _event("started", 0, 0)}
+    assert _cli_load.merge_progress(both_started).kind == "started"
+    one_ahead = {"a": _event("discovered", 1, 0), "b": _event("started", 0, 0)}
+    assert _cli_load.merge_progress(one_ahead).kind == "chunk"

@@ -302,3 +302,56 @@ def test_a_client_of_the_wrong_kind_or_no_token_is_refused(
     monkeypatch.delenv("FATHOM_API_TOKEN", raising=False)
     with pytest.raises(ValidationError, match="token"):
         fathom_source()
+
+
+async def test_every_run_asks_for_the_open_period_again(
+    quiet: FakeFathom, warehouse: Warehouse
+) -> None:
+    """Hourly runs on one day: each sees the traffic so far, none reads an old journal."""
+    async with client_for(quiet) as fathom:
+        for hour in range(4):
+            visit(quiet, datetime(2024, 3, 10, 8 + hour, tzinfo=timezone.utc), "/a")
+            before = len(report_queries(quiet))
+            await warehouse.load(fathom_source(fathom, start_date=date(2024, 3, 9),
+                                               now=NOON + timedelta(hours=hour)))
+            assert len(report_queries(quiet)) > before
+            assert warehouse.rows("select pageviews from fathom.pageviews") == [(hour + 1,)]
+
+
+async def test_months_load_incrementally_from_the_open_month(
+    quiet: FakeFathom, warehouse: Warehouse
+) -> None:
+    for day in (date(2024, 1, 20), date(2024, 2, 3), date(2024, 3, 4)):
+        visit(quiet, datetime(day.year, day.month, day.day, 9, tzinfo=timezone.utc), "/")
+    async with client_for(quiet) as fathom:
+        await warehouse.load(fathom_source(fathom, start_date=date(2024, 1, 1), now=NOON,
+                                           granularity="month", pageview_grouping=[]))
+        visit(quiet, datetime(2024, 3, 25, 9, tzinfo=timezone.utc), "/")
+        visit(quiet, datetime(2024, 4, 1, 9, tzinfo=timezone.utc), "/")
+        before = len(report_queries(quiet))
+        await warehouse.load(fathom_source(fathom, start_date=date(2024, 1, 1),
+                                           now=datetime(2024, 4, 2, tzinfo=timezone.utc),
+                                           granularity="month", pageview_grouping=[]))
+    asked = report_queries(quiet)[before:]
+    assert {q["date_from"][:10] for q in asked} == {"2024-03-01"}
+    assert warehouse.rows("select strftime(date, '%Y-%m'), pageviews from fathom.pageviews"
+                          " order by 1") == [("2024-01", 1), ("2024-02", 1), ("2024-03", 2),
+                                             ("2024-04", 1)]
+
+
+async def test_shards_on_one_pipeline_each_keep_their_own_state(
+    quiet: FakeFathom, warehouse: Warehouse
+) -> None:
+    sites = [quiet.store.add_site(f"Site {i}").id for i in range(6)]
+    for site in sites:
+        visit(quiet, datetime(2024, 3, 2, 9, tzinfo=timezone.utc), "/", site_id=site)
+    async with client_for(quiet) as fathom:
+        for index in (0, 1):
+            await warehouse.load(fathom_source(fathom, start_date=date(2024, 3, 1), now=NOON,
+                                               shard=(index, 2), sites=sites))
+            if index == 0:  # a real split: shard 0 loaded some sites, not all
+                [(first,)] = warehouse.rows("select count(*) from fathom.pageviews")
+                assert 0 < first < len(sites)
+    # Both shards loaded their sites' history: shard 0 did not move shard 1's start.
+    loaded = warehouse.rows("select site_id from fathom.pageviews")
+    assert sorted(site for (site,) in loaded) == sorted(sites)

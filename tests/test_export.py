@@ -406,3 +406,23 @@ async def test_a_sparse_series_grows_its_chunks_step_by_step(tmp_path: Path) -> 
     assert spans[:4] == [7, 14, 28, 56]
     assert all(b <= 2 * a for a, b in pairwise(spans))
     assert summary.report_requests <= 16  # 28 when a full answer was only halved
+
+
+async def test_chunk_events_carry_their_record_and_a_resume_names_what_it_found(
+    fathom: FathomClient, tmp_path: Path
+) -> None:
+    spec = make_spec(entities=("sites", "pageviews"))
+    first = Export(fathom, spec, tmp_path, concurrency=1)
+    seen = []
+    async for event in first.progress():
+        if event.kind == "chunk":
+            assert event.record is not None
+            assert event.record.key in first.manifest.chunks  # journaled before told
+            seen.append(event.record)
+            if len(seen) == 2:
+                break
+    assert first.resumed_chunks == ()
+    again = Export(fathom, spec, tmp_path)
+    records = [event.record async for event in again.progress() if event.record is not None]
+    assert again.resumed_chunks[:2] == tuple(seen)  # the journal's order is the events'
+    assert {r.key for r in records}.isdisjoint(r.key for r in seen)  # not redone

@@ -61,7 +61,11 @@ ProgressKind = Literal["started", "discovered", "chunk", "finished"]
 
 @attrs.frozen
 class ExportProgress:
-    """Where an export stands. `budget` is the slots left now in each bucket's window."""
+    """Where an export stands. `budget` is the slots left now in each bucket's window.
+
+    A `chunk` event carries the `record` of the chunk it reports, already journaled:
+    a consumer can read that chunk's rows at once (the warehouse loader does).
+    """
 
     kind: ProgressKind
     requests_done: int
@@ -73,6 +77,7 @@ class ExportProgress:
     budget: dict[str, int | None]
     eta_seconds: float | None
     message: str = ""
+    record: ChunkRecord | None = None
 
 
 @attrs.frozen
@@ -165,6 +170,8 @@ class Export:
         self._rows = 0
         self._chunks = 0
         self._resumed = 0
+        #: The chunks a resumed export found finished (set before its `started` event).
+        self.resumed_chunks: tuple[ChunkRecord, ...] = ()
         self._truncated: list[str] = []
         self._planned: dict[str, int] = {}
         self._events: asyncio.Queue[ExportProgress | None] | None = None
@@ -215,7 +222,8 @@ class Export:
         self.manifest.check(spec_json, fingerprint)
         if resumed:
             await asyncio.to_thread(self.manifest.remove_leftovers)
-            self._resumed = len(self.manifest.chunks)
+            self.resumed_chunks = tuple(self.manifest.chunks.values())
+            self._resumed = len(self.resumed_chunks)
             self._rows = sum(r.rows for r in self.manifest.chunks.values())
         else:
             self.manifest.start(spec_json, fingerprint)
@@ -473,11 +481,12 @@ class Export:
         self._chunks += 1
         if truncated:
             self._truncated.append(key)
-        self._emit("chunk", f"{key}: {len(rows)} rows" + (" (truncated)" if truncated else ""))
+        self._emit("chunk", f"{key}: {len(rows)} rows" + (" (truncated)" if truncated else ""),
+                   record)
 
     # -- progress ------------------------------------------------------------------------
 
-    def _emit(self, kind: ProgressKind, message: str) -> None:
+    def _emit(self, kind: ProgressKind, message: str, record: ChunkRecord | None = None) -> None:
         if self._events is None:
             return
         budget: dict[str, int | None] = {"entity": None, "reports": None}
@@ -504,6 +513,7 @@ class Export:
             budget=budget,
             eta_seconds=eta,
             message=message,
+            record=record,
         ))
 
 

@@ -11,12 +11,14 @@ which JSON decoder the client reads answers with, by the rule the README states
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -90,3 +92,14 @@ def decoder() -> str:
     except ImportError:
         return "json"
     return "msgspec"
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A fresh event loop of `kind` ("asyncio" or "uvloop"), set as the current one."""
+    if kind == "uvloop":
+        uvloop: Any = importlib.import_module("uvloop")
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop

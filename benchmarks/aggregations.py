@@ -51,7 +51,6 @@ not be produced (a missed target is reported, not an error).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib
 import json
@@ -70,7 +69,7 @@ from typing import IO, Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks._loopback import decoder, serve, server
+from benchmarks._loopback import decoder, new_loop, serve, server
 
 TOKEN = "benchmark-token"
 SITE_ID = "CDBUGS"
@@ -219,16 +218,6 @@ def _touch(rows: Iterable[Any]) -> int:
     return total
 
 
-def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind == "uvloop":
-        uvloop: Any = importlib.import_module("uvloop")
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    return loop
-
-
 def _reply(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -237,7 +226,7 @@ def _reply(message: dict[str, Any]) -> None:
 def _worker(name: str, kind: str, base: str) -> int:
     """Answer `query` / `touch` commands on stdin with one timed call each."""
     try:
-        loop = _new_loop(kind)
+        loop = new_loop(kind)
         call, close, label = loop.run_until_complete(_open(name, base))
 
         async def timed(touch: bool) -> tuple[float, int, int]:
@@ -289,7 +278,7 @@ def _max_rss() -> int:
 
 def _memory(name: str, base: str) -> int:
     """One fresh process: RSS around one full call, printed as one JSON line."""
-    loop = _new_loop("asyncio")
+    loop = new_loop("asyncio")
     try:
         call, close, label = loop.run_until_complete(_open(name, base))
         loop.run_until_complete(call(True))  # a small warm-up call

@@ -34,11 +34,10 @@ import json
 import statistics
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 
-from benchmarks._loopback import CONCURRENCY, decoder, drive, serve, server, site
+from benchmarks._loopback import CONCURRENCY, decoder, drive, new_loop, serve, server, site
 from benchmarks._stats import spread
 
 REQUESTS = 640
@@ -93,12 +92,7 @@ async def _rounds(base: str, requests: int, rounds: int) -> list[Figures]:
 
 def _run(kind: str, base: str, requests: int, rounds: int) -> list[Figures]:
     """The rounds on a fresh loop of `kind`."""
-    if kind == "uvloop":
-        uvloop: Any = importlib.import_module("uvloop")
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = new_loop(kind)
     try:
         return loop.run_until_complete(_rounds(base, requests, rounds))
     finally:

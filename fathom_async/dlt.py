@@ -57,7 +57,7 @@ from .export import (
     PlanMismatchError,
     read_rows,
 )
-from .export._runner import _in_shard, _Series, check_shard
+from .export._runner import _in_shard, _Series, check_shard, pick_sites
 from .export._spec import ENTITIES, align, unit_start
 
 __all__ = ["RESOURCES", "fathom_source"]
@@ -257,11 +257,7 @@ async def _chosen_sites(fathom: FathomClient, plan: _Plan) -> list[Any]:
     found = [site async for site in fathom.sites.list()]
     if plan.sites is None:
         return found
-    known = {site.id: site for site in found}
-    missing = [s for s in plan.sites if s not in known]
-    if missing:
-        raise ValidationError("sites", missing, "sites this token can see")
-    return [known[s] for s in plan.sites]
+    return pick_sites({site.id: site for site in found}, plan.sites)
 
 
 async def _entity_rows(plan: _Plan, kind: str) -> AsyncIterator[list[dict[str, Any]]]:

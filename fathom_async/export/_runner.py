@@ -26,11 +26,11 @@ import hashlib
 import math
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -52,6 +52,7 @@ from ._writers import columns_of, write_chunk
 
 __all__ = ["Export", "ExportProgress", "ExportSummary", "run_export"]
 
+T = TypeVar("T")
 ROW_CAP = 1000
 TARGET_ROWS = 800
 FIRST_UNITS = {"hour": 1, "day": 7, "month": 1, "year": 1}
@@ -288,11 +289,8 @@ class Export:
         if self.spec.sites is None:
             chosen = all_sites
         else:
-            known = {str(site.get("id")): site for site in all_sites}
-            missing = [s for s in self.spec.sites if s not in known]
-            if missing:
-                raise ValidationError("sites", missing, "sites this token can see")
-            chosen = [known[s] for s in self.spec.sites]
+            chosen = pick_sites({str(site.get("id")): site for site in all_sites},
+                                self.spec.sites)
         fetched["sites"] = chosen
         site_ids = [str(site["id"]) for site in chosen]
         events: dict[str, list[str]] = {}
@@ -362,9 +360,7 @@ class Export:
                 stop = chunk_end(cursor, units, ceiling, spec.granularity)
                 rows = await self._query(series, cursor, stop)
                 units = max(units_in(cursor, stop, spec.granularity), 1)
-                seen = [d for d in (unit_start(r.get("date"), spec.granularity) for r in rows)
-                        if d is not None and cursor <= d < stop]
-                first, last = (min(seen), max(seen)) if seen else (cursor, cursor)
+                first, last = _span(rows, cursor, stop, spec.granularity)
                 if len(rows) >= ROW_CAP and units > 1:
                     # Full, so maybe cut. Ask again for less, sized by what the answer
                     # shows: its rows span first..last, and no more than up to `last`
@@ -515,6 +511,36 @@ class Export:
             message=message,
             record=record,
         ))
+
+
+def pick_sites(known: Mapping[str, T], wanted: Sequence[str]) -> list[T]:
+    """The `wanted` sites, in that order, from those the token sees (by id).
+
+    Raises `ValidationError` naming every wanted id the token cannot see.
+    """
+    missing = [site for site in wanted if site not in known]
+    if missing:
+        raise ValidationError("sites", missing, "sites this token can see")
+    return [known[site] for site in wanted]
+
+
+def _span(
+    rows: list[dict[str, Any]], cursor: date, stop: date, granularity: str
+) -> tuple[date, date]:
+    """The first and last units an answer for [cursor, stop) has rows in.
+
+    Dates of one granularity share one format, whose text sorts as time does, so only
+    the smallest and largest are read as dates, not every row's (a million-row export
+    would parse a million). Unreadable or out-of-range values count as `cursor`.
+    """
+    texts = [row["date"] for row in rows if isinstance(row.get("date"), str)]
+    if not texts:
+        return cursor, cursor
+    ends = []
+    for text in (min(texts), max(texts)):
+        unit = unit_start(text, granularity)
+        ends.append(unit if unit is not None and cursor <= unit < stop else cursor)
+    return ends[0], ends[1]
 
 
 def _gaps(start: date, end: date, done: list[tuple[date, date]]) -> list[tuple[date, date]]:

@@ -395,6 +395,7 @@ async def test_a_caller_never_joins_a_request_being_cancelled(
     assert fathom._shared.in_flight.started == 2
 
 
+@pytest.mark.looptime
 async def test_a_run_being_cancelled_is_forgotten_at_once() -> None:
     flight = SingleFlight()
     started, cleaning = asyncio.Event(), asyncio.Event()

@@ -46,7 +46,7 @@ from ._models import (
     Wiped,
 )
 from ._pagination import AsyncPager
-from ._scheduler import BucketSnapshot, Permit, RateLimitBackend, RateLimits, ServerFeedback
+from ._scheduler import RateLimits
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -98,7 +98,6 @@ __all__ = [
     "AsyncPager",
     "AuthenticationError",
     "BadRequestError",
-    "BucketSnapshot",
     "CacheStats",
     "ClientClosedError",
     "CurrentPage",
@@ -115,8 +114,6 @@ __all__ = [
     "NotGiven",
     "Page",
     "PermissionDeniedError",
-    "Permit",
-    "RateLimitBackend",
     "RateLimitError",
     "RateLimiterUnavailableError",
     "RateLimits",
@@ -126,7 +123,6 @@ __all__ = [
     "ReportCacheBackend",
     "ReportPlan",
     "ServerError",
-    "ServerFeedback",
     "Site",
     "TokenInfo",
     "UnprocessableEntityError",

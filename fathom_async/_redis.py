@@ -440,11 +440,11 @@ class RedisRateLimits(_QueuedLimits):
             try:
                 self._round_trips += 1
                 try:
-                    raw = await client.evalsha(self._sha, 4, *lane.keys, *argv)
+                    raw = await _evalsha(client, self._sha, lane.keys, argv)
                 except NoScriptError:  # first use, or Redis restarted: load it once more
                     self._round_trips += 2
                     self._sha = await client.script_load(_SCRIPT)
-                    raw = await client.evalsha(self._sha, 4, *lane.keys, *argv)
+                    raw = await _evalsha(client, self._sha, lane.keys, argv)
                 break
             except ConnectionError as exc:
                 # A pooled connection that died with a restarted server fails once;
@@ -803,3 +803,13 @@ def _wake(nudge: asyncio.Future[None]) -> None:
         nudge.set_result(None)
 
 
+
+
+def _evalsha(client: Any, sha: str, keys: Sequence[str], argv: Sequence[str | int]) -> Any:
+    """`EVALSHA` on a `redis.asyncio.Redis`, typed loosely on purpose.
+
+    redis-py types its script calls differently from one major version to the next
+    (5.x: "a str or an awaitable", and only str arguments), while at run time an
+    asyncio client always returns an awaitable and encodes ints itself.
+    """
+    return client.evalsha(sha, len(keys), *keys, *argv)

@@ -203,12 +203,13 @@ class _Clients:
         connect_timeout, socket_timeout = self._timeouts
         # No retries inside redis-py: a failure must reach the caller, and a script
         # retried after a lost reply would run twice.
-        return redis.asyncio.Redis.from_url(
+        made: Redis = redis.asyncio.Redis.from_url(  # typed as Any by redis-py 5
             self.url,
             socket_connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        return made
 
     def _take_stranded(self) -> list[Redis]:
         """Clients being closed whose loop has closed: nothing can finish them there.

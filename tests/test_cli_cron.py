@@ -406,7 +406,8 @@ def grants(url: str, key: str, bucket: str = "entity") -> int:
 
     client = redis.Redis.from_url(url)
     try:
-        return int(client.zcard(f"fathom_async:{{{key}}}:{bucket}:grants"))
+        count: Any = client.zcard(f"fathom_async:{{{key}}}:{bucket}:grants")  # an int
+        return int(count)
     finally:
         client.close()
 

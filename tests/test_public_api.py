@@ -11,11 +11,11 @@ import fathom_async
 EXPECTED = {
     "DEFAULT_BASE_URL", "NOT_GIVEN", "APIConnectionError", "APIResponseError",
     "APIStatusError", "APITimeoutError", "AcquireTimeoutError", "Account", "AggregationRow",
-    "AsyncPager", "AuthenticationError", "BadRequestError", "BucketSnapshot",
+    "AsyncPager", "AuthenticationError", "BadRequestError",
     "ClientClosedError", "CurrentPage", "CurrentReferrer", "CurrentVisitors", "Deleted",
     "Event", "FathomClient", "FathomError", "Filter", "GoneError", "Milestone",
-    "NotFoundError", "NotGiven", "Page", "PermissionDeniedError", "Permit",
-    "RateLimitBackend", "RateLimitError", "RateLimits", "ServerError", "ServerFeedback",
+    "NotFoundError", "NotGiven", "Page", "PermissionDeniedError",
+    "RateLimitError", "RateLimits", "ServerError",
     "Site", "TokenInfo", "UnprocessableEntityError", "ValidationError", "Wiped",
     "__version__",
     # the scheduler on Redis
@@ -26,7 +26,7 @@ EXPECTED = {
 }
 
 
-PUBLIC_SUBPACKAGES = {"testing", "export", "dlt"}
+PUBLIC_SUBPACKAGES = {"testing", "export", "dlt", "limits", "types"}
 EXPORT_NAMES = {
     "ChunkRecord", "Export", "ExportEntity", "ExportFormat", "ExportProgress", "ExportSpec",
     "ExportSummary", "Manifest", "PlanMismatchError", "read_rows", "run_export",
@@ -38,6 +38,16 @@ def test_export_all_is_exactly_its_public_names() -> None:
 
     assert set(export.__all__) == EXPORT_NAMES
     assert all(getattr(export, name) is not None for name in export.__all__)
+
+
+def test_limits_holds_the_names_for_writing_a_backend() -> None:
+    from fathom_async import limits
+
+    assert set(limits.__all__) == {"BucketSnapshot", "Permit", "RateLimitBackend",
+                                   "ServerFeedback"}
+    assert limits.RateLimitBackend in type(fathom_async.RateLimits()).__mro__
+    for name in limits.__all__:
+        assert not hasattr(fathom_async, name), f"{name} belongs in fathom_async.limits"
 
 
 def test_dlt_all_is_exactly_its_public_names() -> None:

@@ -19,10 +19,11 @@ import pytest
 import redis.asyncio
 
 import fathom_async
-from fathom_async import AcquireTimeoutError, FathomError, ServerFeedback, ValidationError
+from fathom_async import AcquireTimeoutError, FathomError, ValidationError
 from fathom_async import _redis as redis_module
 from fathom_async._redis import RateLimiterUnavailableError, RedisRateLimits
 from fathom_async._scheduler import Permit
+from fathom_async.limits import ServerFeedback
 from tests.redis_server import RedisServer, free_port, redis_server
 
 __all__ = ["redis_server"]  # the fixture, for pytest
@@ -57,7 +58,8 @@ async def take(limits: RedisRateLimits, count: int, **kwargs: Any) -> list[float
 
 
 async def raw_client(server: RedisServer) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(server.url)
+    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(server.url)
+    return client
 
 
 # -- the script's decisions ------------------------------------------------------------

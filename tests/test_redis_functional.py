@@ -54,12 +54,16 @@ def wait_for_turns(server: RedisServer, key: str) -> None:
     grants = f"fathom_async:{{{key}}}:entity:grants"
     try:
         deadline = time.monotonic() + 60
-        while client.zcard(grants) < LIMIT:
+        while True:
+            count: Any = client.zcard(grants)  # a sync client: an int (typed loosely)
+            if count >= LIMIT:
+                break
             assert time.monotonic() < deadline, "the workers never started"
             time.sleep(0.01)
         oldest: Any = client.zrange(grants, 0, 0, withscores=True)
         first = float(oldest[0][1]) / 1e6
-        seconds, micros = client.time()
+        now: Any = client.time()
+        seconds, micros = now
         time.sleep(max(first + PERIOD - 0.1 - (seconds + micros / 1e6), 0))
     finally:
         client.close()

@@ -57,6 +57,7 @@ class _EventSpec:
 @dataclass(frozen=True)
 class _SiteSpec:
     name: str
+    id: str
     hostnames: tuple[str, ...]
     paths: tuple[str, ...]
     weight: float
@@ -83,6 +84,7 @@ _BLOG = tuple(
 _SITES = (
     _SiteSpec(
         name="Bugs Bunny Portfolio",
+        id="CDBUGS",
         hostnames=("https://bugsbunny.example",),
         paths=("/", "/about", "/spacejam", "/blog", *_BLOG[:6], "/contact", "/portfolio"),
         weight=0.5,
@@ -93,6 +95,7 @@ _SITES = (
     ),
     _SiteSpec(
         name="Acme Inc",
+        id="ACMEIN",
         hostnames=("https://acme.example", "https://shop.acme.example"),
         paths=(
             "/",
@@ -120,6 +123,7 @@ _SITES = (
     ),
     _SiteSpec(
         name="Daffy's Blog",
+        id="DAFFYB",
         hostnames=("https://daffy.example",),
         paths=("/", *_BLOG, "/about", "/rss"),
         weight=0.15,
@@ -236,6 +240,7 @@ def generate_demo(store: Store, *, seed: int, pageviews: int, now: float) -> lis
     for age, spec in zip((400, 300, 200), _SITES, strict=True):
         site = store.add_site(
             spec.name,
+            id=spec.id,
             created_at=format_timestamp(now - age * _DAY),
             timezone=spec.timezone,
             multi_domain=True if len(spec.hostnames) > 1 else None,

@@ -64,17 +64,22 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from benchmarks._loopback import decoder, new_loop, serve, server
 
+if TYPE_CHECKING:  # the library is imported where it is measured
+    from fathom_async.types import FieldGrouping, PageviewAggregate
+
 TOKEN = "benchmark-token"
 SITE_ID = "CDBUGS"
-AGGREGATES = ["visits", "uniques", "pageviews", "avg_duration", "bounce_rate"]
-FIELD_GROUPING = ["hostname", "pathname", "browser", "country_code"]
+AGGREGATES: list[PageviewAggregate] = [
+    "visits", "uniques", "pageviews", "avg_duration", "bounce_rate",
+]
+FIELD_GROUPING: list[FieldGrouping] = ["hostname", "pathname", "browser", "country_code"]
 WARM_UP_ROWS = 10
 # What the client sends for the query above; the raw contenders send the same.
 RAW_QUERY = [

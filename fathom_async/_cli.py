@@ -451,13 +451,14 @@ def aggregate(settings: Settings, entity: str, site_id: str | None, entity_id: s
             site = site_id
             if site is None and (entity == "pageview" or entity_id is None):
                 site = await _first_site(fathom)
-            rows = await fathom.aggregations.query(
-                entity=entity,  # type: ignore[arg-type]
+            # The strings are checked by the library (a ValidationError names the bad one).
+            rows = await fathom.aggregations.query(  # type: ignore[call-overload, misc]
+                entity=entity,
                 site_id=site,
                 entity_id=entity_id,
                 entity_name=entity_name,
                 aggregates=_csv_option(aggregates) or list(AGGREGATES[entity]),
-                date_grouping=date_grouping,  # type: ignore[arg-type]
+                date_grouping=date_grouping,
                 field_grouping=_csv_option(field_grouping),
                 sort_by=sort_by,
                 timezone=timezone,
@@ -568,12 +569,12 @@ def export(settings: Settings, directory: Path, site_ids: str | None, entities: 
             date_from=_day(date_from, "--from") or today - timedelta(days=89),
             date_to=_day(date_to, "--to") or today,
             sites=_csv_option(site_ids),
-            entities=_csv_option(entities) or [],
+            entities=_csv_option(entities) or [],  # type: ignore[arg-type]
             granularity=granularity,  # type: ignore[arg-type]
-            pageview_aggregates=_csv_option(pageview_aggregates) or [],
-            pageview_grouping=_csv_option(pageview_grouping) or [],
-            event_aggregates=_csv_option(event_aggregates) or [],
-            event_grouping=_csv_option(event_grouping) or [],
+            pageview_aggregates=_csv_option(pageview_aggregates) or [],  # type: ignore[arg-type]
+            pageview_grouping=_csv_option(pageview_grouping) or [],  # type: ignore[arg-type]
+            event_aggregates=_csv_option(event_aggregates) or [],  # type: ignore[arg-type]
+            event_grouping=_csv_option(event_grouping) or [],  # type: ignore[arg-type]
             format=file_format,  # type: ignore[arg-type]
         )
         async with connect(settings) as fathom:
@@ -816,10 +817,10 @@ def load(settings: Settings, destination: str, dataset: str, site_ids: str | Non
             source = fathom_source(
                 fathom, sites=_csv_option(site_ids), start_date=start,
                 end_date=_day(date_to, "--to"), granularity=granularity,  # type: ignore[arg-type]
-                pageview_aggregates=_csv_option(pageview_aggregates) or [],
-                pageview_grouping=_csv_option(pageview_grouping) or [],
-                event_aggregates=_csv_option(event_aggregates) or [],
-                event_grouping=_csv_option(event_grouping) or [],
+                pageview_aggregates=_csv_option(pageview_aggregates) or [],  # type: ignore[arg-type]
+                pageview_grouping=_csv_option(pageview_grouping) or [],  # type: ignore[arg-type]
+                event_aggregates=_csv_option(event_aggregates) or [],  # type: ignore[arg-type]
+                event_grouping=_csv_option(event_grouping) or [],  # type: ignore[arg-type]
                 shard=_shard(shard), concurrency=concurrency, progress=seen,
             )
             pipeline = make_pipeline(destination, dataset, _shard(shard))

@@ -61,6 +61,7 @@ class Filter:
     value: str = attrs.field(validator=_check_value)
 
     def to_dict(self) -> dict[str, str]:
+        """The filter as the API's JSON object: `{"property", "operator", "value"}`."""
         return {"property": self.property, "operator": self.operator, "value": self.value}
 
 

@@ -66,13 +66,17 @@ class TokenInfo:
 
 @attrs.frozen
 class Site:
-    """A site: the thing a tracking code points at."""
+    """A site: the thing a tracking code points at.
+
+    `created_at` is always set: every answer that carries a site (list, get, create,
+    update) includes it, so one without it is refused as malformed.
+    """
 
     id: str
     name: str
+    created_at: datetime
     object: str = "site"
     sharing: str | None = None
-    created_at: datetime | None = None
     timezone: str | None = None
     multi_domain: bool | None = None
     multi_domain_option: str | None = None

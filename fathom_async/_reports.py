@@ -48,6 +48,7 @@ from ._frames import AggregationRows
 from ._logging import logger
 from ._protocol import ApiRequest
 from ._redis_client import RedisConnector
+from .types import DateGrouping
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -359,6 +360,7 @@ class ReportCacheBackend(abc.ABC):
 
     @property
     def stats(self) -> CacheStats:
+        """Counts of hits, misses, stores, evictions and backend errors so far."""
         return CacheStats(
             hits=self._hits,
             misses=self._misses,
@@ -429,6 +431,7 @@ class ReportCache(ReportCacheBackend):
         return f"<ReportCache {len(self)}/{self.max_entries} entries ttl={self.ttl:g}s>"
 
     def clear(self) -> None:
+        """Forget every cached answer (the counts in `stats` are kept)."""
         self._entries.clear()
 
     def _now(self) -> float:
@@ -612,7 +615,7 @@ class ReportPlan:
     calls: int
     ranges: tuple[tuple[datetime | None, datetime | None], ...]
     limit: int | None
-    date_grouping: str | None
+    date_grouping: DateGrouping | None
     reason: str
     requests: tuple[ApiRequest, ...] = attrs.field(repr=False, eq=False)
 

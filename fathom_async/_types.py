@@ -1,11 +1,27 @@
-"""The closed sets of the API, as Literal types and the runtime tuples that check them.
+"""The runtime side of the API's closed sets: the tuples that check them, and NOT_GIVEN.
 
-One place for every enum, so validation, models and docs agree.
+The `Literal` aliases themselves live in the public `fathom_async.types` (one
+definition, documented there); the tuples here are read from them, so validation,
+models and docs agree.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal, get_args
+
+from .types import (
+    Bucket,
+    Currency,
+    DateGrouping,
+    Entity,
+    EventAggregate,
+    FieldGrouping,
+    FilterOperator,
+    MultiDomainOption,
+    PageviewAggregate,
+    Priority,
+    Sharing,
+)
 
 __all__ = [
     "BUCKETS",
@@ -25,10 +41,6 @@ __all__ = [
     "Sharing",
 ]
 
-#: The two rate-limit buckets: entity calls, and reports (aggregations, current visitors).
-Bucket = Literal["entity", "reports"]
-#: A call's place in the limiter's queues.
-Priority = Literal["interactive", "bulk"]
 BUCKETS: tuple[Bucket, ...] = get_args(Bucket)
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 
@@ -51,36 +63,22 @@ class NotGiven:
 
 
 NOT_GIVEN: Final = NotGiven()
+"""The default of arguments that may be left out: `update(name=...)` sends only what
+was given, while `None` can still mean "clear it"."""
 
-Sharing = Literal["none", "private", "public"]
-MultiDomainOption = Literal["combined", "separate"]
-Currency = Literal[
-    "dollar", "pound", "euro", "yuan", "peso", "shekel", "yen", "won", "hryvnia",
-    "franc", "rupee", "integer", "none",
-]
-Entity = Literal["pageview", "event"]
-PageviewAggregate = Literal["visits", "uniques", "pageviews", "avg_duration", "bounce_rate"]
-EventAggregate = Literal["conversions", "unique_conversions", "value"]
-DateGrouping = Literal["hour", "day", "month", "year"]
-FieldGrouping = Literal[
-    "hostname", "pathname", "entry_page", "exit_page", "referrer_hostname",
-    "referrer_pathname", "referrer_source", "browser", "country_code", "city", "state",
-    "region", "device_type", "operating_system", "utm_campaign", "utm_content",
-    "utm_medium", "utm_source", "utm_term", "keyword", "ref", "q", "s",
-]
-FilterOperator = Literal["is", "is not", "is like", "is not like", "matching", "not matching"]
-
-SHARING: Final[tuple[str, ...]] = get_args(Sharing)
-MULTI_DOMAIN_OPTIONS: Final[tuple[str, ...]] = get_args(MultiDomainOption)
-CURRENCIES: Final[tuple[str, ...]] = get_args(Currency)
-ENTITIES: Final[tuple[str, ...]] = get_args(Entity)
+SHARING: Final[tuple[Sharing, ...]] = get_args(Sharing)
+MULTI_DOMAIN_OPTIONS: Final[tuple[MultiDomainOption, ...]] = get_args(MultiDomainOption)
+CURRENCIES: Final[tuple[Currency, ...]] = get_args(Currency)
+ENTITIES: Final[tuple[Entity, ...]] = get_args(Entity)
+PAGEVIEW_AGGREGATES: Final[tuple[PageviewAggregate, ...]] = get_args(PageviewAggregate)
+EVENT_AGGREGATES: Final[tuple[EventAggregate, ...]] = get_args(EventAggregate)
 AGGREGATES: Final[dict[str, tuple[str, ...]]] = {
-    "pageview": get_args(PageviewAggregate),
-    "event": get_args(EventAggregate),
+    "pageview": PAGEVIEW_AGGREGATES,
+    "event": EVENT_AGGREGATES,
 }
-DATE_GROUPINGS: Final[tuple[str, ...]] = get_args(DateGrouping)
-FIELD_GROUPINGS: Final[tuple[str, ...]] = get_args(FieldGrouping)
-OPERATORS: Final[tuple[str, ...]] = get_args(FilterOperator)
+DATE_GROUPINGS: Final[tuple[DateGrouping, ...]] = get_args(DateGrouping)
+FIELD_GROUPINGS: Final[tuple[FieldGrouping, ...]] = get_args(FieldGrouping)
+OPERATORS: Final[tuple[FilterOperator, ...]] = get_args(FilterOperator)
 # `keyword` can be grouped but not filtered; `domain` filtered but not grouped.
 FILTER_PROPERTIES: Final[tuple[str, ...]] = (
     *(p for p in FIELD_GROUPINGS if p != "keyword"),

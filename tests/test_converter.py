@@ -156,8 +156,9 @@ def test_unknown_aggregation_fields_stay_in_to_dict() -> None:
         ({"id": "X", "name": "n", "created_at": "yesterday"}, Site),
         ({"id": "X", "name": "n", "created_at": 12.5j if False else []}, Site),
         ({"id": "X"}, Site),
-        ({"id": ["X"], "name": "n"}, Site),
-        ({"id": "X", "name": "n", "multi_domain": "maybe"}, Site),
+        ({"id": ["X"], "name": "n", "created_at": "2024-01-01 00:00:00"}, Site),
+        ({"id": "X", "name": "n", "created_at": "2024-01-01 00:00:00", "multi_domain": "maybe"},
+         Site),
         ({"id": "X", "name": "n", "milestone_date": 20240101}, Milestone),
         ("not an object", Site),
         (["not", "an", "object"], Account),
@@ -183,13 +184,13 @@ def test_numbers_as_whole_floats_and_padded_strings() -> None:
 
 
 def test_booleans_accept_the_api_spellings() -> None:
-    base = {"id": "X", "name": "n"}
+    base = {"id": "X", "name": "n", "created_at": "2024-01-01 00:00:00"}
     for wire, expected in [(True, True), ("false", False), (1, True), ("0", False)]:
         assert lenient.structure({**base, "multi_domain": wire}, Site).multi_domain is expected
 
 
 def test_ids_sent_as_numbers_become_strings_where_the_model_says_str() -> None:
-    site = lenient.structure({"id": 123, "name": "n"}, Site)
+    site = lenient.structure({"id": 123, "name": "n", "created_at": "2024-01-01 00:00:00"}, Site)
     assert site.id == "123"
     deleted = lenient.structure({"deleted": "true", "id": "7"}, Deleted)
     assert deleted.id == "7"

@@ -335,7 +335,8 @@ ODD_IDS = ["../account", "a/b", "a.b", "..", ".", "with space", "ünïcödé", "
 async def test_odd_ids_travel_as_one_encoded_segment(
     fathom: FathomClient, api: aioresponses, odd: str
 ) -> None:
-    api.get(re.compile(r".*"), payload={"id": odd, "object": "site", "name": "x"})
+    api.get(re.compile(r".*"), payload={"id": odd, "object": "site", "name": "x",
+                                        "created_at": "2024-01-01 00:00:00"})
     await fathom.sites.get(odd)
     [(method, sent, _)] = calls(api)
     path = sent.split("/v1", 1)[1]

@@ -679,7 +679,7 @@ async def test_per_call_cache_arguments_are_checked(
     with pytest.raises(ValidationError, match="max_age"):
         await cached.aggregations.query(**REPORT, max_age=-1)
     with pytest.raises(ValidationError, match="cache"):
-        await cached.aggregations.query(**REPORT, cache="no")  # type: ignore[arg-type]
+        await cached.aggregations.query(**REPORT, cache="no")  # type: ignore[call-overload]
     with pytest.raises(ValidationError, match="max_age"):
         await cached.current_visitors.get("S", max_age="1")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="report_cache"):

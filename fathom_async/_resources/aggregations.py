@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from datetime import timezone as dt_timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 from .._converter import Converter
 from .._dates import TIME_FORMAT, hour_range_fits, site_now, split_range
@@ -23,7 +23,17 @@ from .._models import AggregationRow
 from .._protocol import ApiRequest, encode_id, join_csv
 from .._reports import ReportPlan, check_max_age, run_aggregation
 from .._rows import structure_table
-from .._types import AGGREGATES, DATE_GROUPINGS, ENTITIES, FIELD_GROUPINGS, DateGrouping, Entity
+from .._types import (
+    AGGREGATES,
+    DATE_GROUPINGS,
+    ENTITIES,
+    FIELD_GROUPINGS,
+    DateGrouping,
+    Entity,
+    EventAggregate,
+    FieldGrouping,
+    PageviewAggregate,
+)
 from .._validation import check_bool, check_choice, check_int, check_report_time, check_timezone
 from ._base import Resource
 
@@ -79,12 +89,12 @@ def _check_sort(sort_by: object, sortable: Iterable[str]) -> str:
 def aggregation_request(
     *,
     entity: Entity,
-    aggregates: Sequence[str] | str,
+    aggregates: str | Sequence[str],
     site_id: str | None = None,
     entity_id: str | None = None,
     entity_name: str | None = None,
     date_grouping: DateGrouping | None = None,
-    field_grouping: Sequence[str] | str | None = None,
+    field_grouping: str | Sequence[str] | None = None,
     sort_by: str | None = None,
     timezone: str | None = None,
     date_from: datetime | date | str | None = None,
@@ -159,12 +169,12 @@ def _check_hour_range(
 def aggregation_plan(
     *,
     entity: Entity,
-    aggregates: Sequence[str] | str,
+    aggregates: str | Sequence[str],
     site_id: str | None = None,
     entity_id: str | None = None,
     entity_name: str | None = None,
     date_grouping: DateGrouping | None = None,
-    field_grouping: Sequence[str] | str | None = None,
+    field_grouping: str | Sequence[str] | None = None,
     sort_by: str | None = None,
     timezone: str | None = None,
     date_from: datetime | date | str | None = None,
@@ -229,7 +239,10 @@ def _bounds(request: ApiRequest) -> tuple[datetime | None, datetime | None]:
 
 
 def _plan(
-    requests: tuple[ApiRequest, ...], limit: int | None, grouping: str | None, reason: str
+    requests: tuple[ApiRequest, ...],
+    limit: int | None,
+    grouping: DateGrouping | None,
+    reason: str,
 ) -> ReportPlan:
     return ReportPlan(
         calls=len(requests),
@@ -256,7 +269,7 @@ def _read_rows(converter: Converter) -> Callable[[Any], AggregationRows]:
 
 
 def _columns(
-    aggregates: Sequence[str] | str,
+    aggregates: str | Sequence[str],
     date_grouping: str | None,
     field_grouping: Sequence[str] | str | None,
 ) -> tuple[str, ...]:
@@ -277,16 +290,67 @@ def _order_by(sort_by: str | None) -> tuple[str, bool] | None:
 
 
 class AggregationsResource(Resource):
+    """`GET /aggregations`: Fathom's reports (the reports bucket, 10 calls a minute).
+
+    Every call may also raise `AuthenticationError` (a bad token), `RateLimitError`
+    (429s beyond the retries), `ServerError` (5xx beyond the retries),
+    `APIConnectionError` / `APITimeoutError` (no answer) and `ClientClosedError`.
+    """
+
+    @overload
     async def query(
         self,
         *,
-        entity: Entity,
-        aggregates: Sequence[str] | str,
+        entity: Literal["pageview"],
+        aggregates: PageviewAggregate | Sequence[PageviewAggregate],
         site_id: str | None = None,
         entity_id: str | None = None,
         entity_name: str | None = None,
         date_grouping: DateGrouping | None = None,
-        field_grouping: Sequence[str] | str | None = None,
+        field_grouping: FieldGrouping | Sequence[FieldGrouping] | None = None,
+        sort_by: str | None = None,
+        timezone: str | None = None,
+        date_from: datetime | date | str | None = None,
+        date_to: datetime | date | str | None = None,
+        limit: int | None = None,
+        filters: Iterable[Filter | Mapping[str, str]] | None = None,
+        split: bool = False,
+        cache: bool = True,
+        max_age: float | None = None,
+    ) -> AggregationRows: ...
+
+    @overload
+    async def query(
+        self,
+        *,
+        entity: Literal["event"],
+        aggregates: EventAggregate | Sequence[EventAggregate],
+        site_id: str | None = None,
+        entity_id: str | None = None,
+        entity_name: str | None = None,
+        date_grouping: DateGrouping | None = None,
+        field_grouping: FieldGrouping | Sequence[FieldGrouping] | None = None,
+        sort_by: str | None = None,
+        timezone: str | None = None,
+        date_from: datetime | date | str | None = None,
+        date_to: datetime | date | str | None = None,
+        limit: int | None = None,
+        filters: Iterable[Filter | Mapping[str, str]] | None = None,
+        split: bool = False,
+        cache: bool = True,
+        max_age: float | None = None,
+    ) -> AggregationRows: ...
+
+    async def query(
+        self,
+        *,
+        entity: Entity,
+        aggregates: str | Sequence[str],
+        site_id: str | None = None,
+        entity_id: str | None = None,
+        entity_name: str | None = None,
+        date_grouping: DateGrouping | None = None,
+        field_grouping: str | Sequence[str] | None = None,
         sort_by: str | None = None,
         timezone: str | None = None,
         date_from: datetime | date | str | None = None,
@@ -297,7 +361,7 @@ class AggregationsResource(Resource):
         cache: bool = True,
         max_age: float | None = None,
     ) -> AggregationRows:
-        """Run an aggregation and return its rows, numbers typed.
+        """Run an aggregation and return its rows, numbers typed (`GET /aggregations`).
 
         Pageview reports name the site (`site_id`); event reports name the site and
         the event (`site_id` + `entity_name`, or the event's `entity_id`). Dates are
@@ -313,6 +377,9 @@ class AggregationsResource(Resource):
         queries in flight at once share one request.
 
         Args:
+            entity: `"pageview"` or `"event"`; it decides which `aggregates` are
+                allowed (`PageviewAggregate` or `EventAggregate` in
+                `fathom_async.types`, checked by type checkers too).
             split: run a long range as several calls (see `plan()`, which tells the
                 cost first): hour grouping over 7 days, or more periods than
                 `limit` (1000 if not given). A call that still comes back full is
@@ -325,6 +392,20 @@ class AggregationsResource(Resource):
             cache: False skips the client's `report_cache` for this call.
             max_age: accept a cached answer only up to this many seconds old, and
                 keep the fresh one at least that long.
+
+        Raises:
+            ValidationError: before any request, for a query the API would refuse
+                with a 400 (an aggregate of the other entity, an unknown grouping,
+                hour grouping over 7 days without `split`, a `sort_by` on a field not
+                asked for, a limit over 1000, bad filters): a report call is one of
+                ten a minute, too dear to spend on a 400.
+            NotFoundError: the site or event does not exist, or the token cannot
+                read it (the API does not say which).
+            BadRequestError: a query the API refused anyway (say a lapsed subscription).
+            UnprocessableEntityError: groupings the API cannot combine (422).
+            AcquireTimeoutError: no slot of the reports bucket came within
+                `acquire_timeout`; nothing was sent.
+            APIResponseError: the answer was not a list of rows.
         """
         plan = aggregation_plan(
             entity=entity, aggregates=aggregates, site_id=site_id, entity_id=entity_id,
@@ -359,16 +440,54 @@ class AggregationsResource(Resource):
             limit_given=limit is not None,
         )
 
+    @overload
     def plan(
         self,
         *,
-        entity: Entity,
-        aggregates: Sequence[str] | str,
+        entity: Literal["pageview"],
+        aggregates: PageviewAggregate | Sequence[PageviewAggregate],
         site_id: str | None = None,
         entity_id: str | None = None,
         entity_name: str | None = None,
         date_grouping: DateGrouping | None = None,
-        field_grouping: Sequence[str] | str | None = None,
+        field_grouping: FieldGrouping | Sequence[FieldGrouping] | None = None,
+        sort_by: str | None = None,
+        timezone: str | None = None,
+        date_from: datetime | date | str | None = None,
+        date_to: datetime | date | str | None = None,
+        limit: int | None = None,
+        filters: Iterable[Filter | Mapping[str, str]] | None = None,
+    ) -> ReportPlan: ...
+
+    @overload
+    def plan(
+        self,
+        *,
+        entity: Literal["event"],
+        aggregates: EventAggregate | Sequence[EventAggregate],
+        site_id: str | None = None,
+        entity_id: str | None = None,
+        entity_name: str | None = None,
+        date_grouping: DateGrouping | None = None,
+        field_grouping: FieldGrouping | Sequence[FieldGrouping] | None = None,
+        sort_by: str | None = None,
+        timezone: str | None = None,
+        date_from: datetime | date | str | None = None,
+        date_to: datetime | date | str | None = None,
+        limit: int | None = None,
+        filters: Iterable[Filter | Mapping[str, str]] | None = None,
+    ) -> ReportPlan: ...
+
+    def plan(
+        self,
+        *,
+        entity: Entity,
+        aggregates: str | Sequence[str],
+        site_id: str | None = None,
+        entity_id: str | None = None,
+        entity_name: str | None = None,
+        date_grouping: DateGrouping | None = None,
+        field_grouping: str | Sequence[str] | None = None,
         sort_by: str | None = None,
         timezone: str | None = None,
         date_from: datetime | date | str | None = None,
@@ -376,10 +495,15 @@ class AggregationsResource(Resource):
         limit: int | None = None,
         filters: Iterable[Filter | Mapping[str, str]] | None = None,
     ) -> ReportPlan:
-        """What `query(..., split=True)` would send, without sending anything.
+        """What `query(..., split=True)` would send (`GET /aggregations`), sending nothing.
 
         `plan.calls` is the number of requests (each one of the ten a minute),
         `plan.ranges` their date ranges. Validates the query like `query()` does.
+
+        Raises:
+            ValidationError: for a query `query()` would refuse, so the plan of a
+                query is never one the API answers with a 400. Never anything else:
+                planning does no I/O.
         """
         return aggregation_plan(
             entity=entity, aggregates=aggregates, site_id=site_id, entity_id=entity_id,

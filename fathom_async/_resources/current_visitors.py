@@ -14,6 +14,13 @@ from ._base import Resource
 
 
 class CurrentVisitorsResource(Resource):
+    """`GET /current_visitors` (the reports bucket, 10 calls a minute).
+
+    Any call may also raise `AuthenticationError` (a bad token), `RateLimitError` and
+    `ServerError` (beyond the retries), `APIConnectionError` (no answer),
+    `APIResponseError` (an answer without a total) and `ClientClosedError`.
+    """
+
     async def get(
         self,
         site_id: str,
@@ -24,8 +31,17 @@ class CurrentVisitorsResource(Resource):
     ) -> CurrentVisitors:
         """The current visitor count; `detailed=True` adds top pages and referrers.
 
-        `max_age=s` accepts an answer from the client's `report_cache` up to `s`
-        seconds old (and keeps this one that long); `cache=False` never uses it.
+        `GET /current_visitors?site_id=...` (with `&detailed=true`). `max_age=s`
+        accepts an answer from the client's `report_cache` up to `s` seconds old
+        (and keeps this one that long); `cache=False` never uses it.
+
+        Raises:
+            ValidationError: before any request: a blank `site_id`, a `detailed` or
+                `cache` that is not a bool, a `max_age` that is not a number of
+                seconds (or is negative).
+            NotFoundError: no such site, or the token cannot read it.
+            AcquireTimeoutError: no slot of the reports bucket came within
+                `acquire_timeout`; nothing was sent.
         """
         encode_id("site_id", site_id)
         query = [("site_id", site_id)]

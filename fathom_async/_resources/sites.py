@@ -70,6 +70,13 @@ def _site_body(
 
 
 class SitesResource(Resource):
+    """`/sites`: the sites the token can see (the entity bucket, 2000 calls an hour).
+
+    Any call may also raise `AuthenticationError` (a bad token), `RateLimitError` and
+    `ServerError` (beyond the retries), `APIConnectionError` (no answer),
+    `APIResponseError` (an answer that is not a site) and `ClientClosedError`.
+    """
+
     def list(
         self,
         *,
@@ -79,14 +86,30 @@ class SitesResource(Resource):
     ) -> AsyncPager[Site]:
         """Sites the token can see: `await` it for one page, `async for` for all of them.
 
-        Pages are 100 sites by default (each request counts against your quota).
-        `ending_before` walks backward, newest first.
+        `GET /sites?limit=...&starting_after=...` (or `ending_before=...`). Pages are 100
+        sites by default (each request counts against your quota). `ending_before`
+        walks backward, newest first.
+
+        Raises:
+            ValidationError: at the call, before any request: `limit` outside 1 to 100,
+                a blank cursor, or both cursors (the API takes one).
+            AcquireTimeoutError: on `await` or while iterating, when no slot of the
+                entity bucket came within `acquire_timeout`; nothing was sent.
         """
         return self._list(
             "/sites", Site, limit=limit, starting_after=starting_after, ending_before=ending_before
         )
 
     async def get(self, site_id: str) -> Site:
+        """One site (`GET /sites/{site_id}`).
+
+        Raises:
+            ValidationError: `site_id` is not a non-blank string (before any request).
+            NotFoundError: no such site, or the token cannot see it (the API answers
+                404 for both, so a token's reach is not revealed).
+            AcquireTimeoutError: no slot of the entity bucket came within
+                `acquire_timeout`; nothing was sent.
+        """
         return await self._fetch(
             ApiRequest("GET", build_path("sites", ("site_id", site_id)), "entity"), Site
         )
@@ -101,11 +124,23 @@ class SitesResource(Resource):
         multi_domain: bool | NotGiven = NOT_GIVEN,
         multi_domain_option: MultiDomainOption | NotGiven = NOT_GIVEN,
     ) -> Site:
-        """Create a site (needs an admin token).
+        """Create a site (`POST /sites`; needs a whole-account `*` token).
 
         Never sent twice: if the connection fails after the request may have reached
         Fathom, you get `APIConnectionError(outcome_unknown=True)` instead of a
         possible duplicate.
+
+        Raises:
+            ValidationError: before any request, for what the API would refuse: a
+                blank name or one over 255 characters, an unknown `sharing`,
+                `sharing="private"` without a `share_password` (or a password
+                without it), `multi_domain_option` without `multi_domain=True` (or
+                the reverse), an unknown timezone.
+            PermissionDeniedError: the token is not a whole-account (`*`) token.
+            APIConnectionError: the request may have reached Fathom but no answer
+                came (`outcome_unknown=True`); list the sites before trying again.
+            AcquireTimeoutError: no slot of the entity bucket came within
+                `acquire_timeout`; nothing was sent.
         """
         body = _site_body(
             name=name,
@@ -131,7 +166,18 @@ class SitesResource(Resource):
         multi_domain: bool | NotGiven = NOT_GIVEN,
         multi_domain_option: MultiDomainOption | NotGiven = NOT_GIVEN,
     ) -> Site:
-        """Change only the fields you pass; the others stay as they are."""
+        """Change a site (`POST /sites/{site_id}`): only the fields you pass are sent.
+
+        Raises:
+            ValidationError: before any request: nothing to change, or a value
+                `create()` would refuse (a `share_password` alone is accepted: it
+                changes the password of a site that is already private).
+            NotFoundError: no such site, or the token cannot see it.
+            PermissionDeniedError: the token may read the site but not manage it
+                (it needs `*` or `manage:{site_id}`).
+            AcquireTimeoutError: no slot of the entity bucket came within
+                `acquire_timeout`; nothing was sent.
+        """
         path = build_path("sites", ("site_id", site_id))
         body = _site_body(
             name=name,
@@ -147,11 +193,29 @@ class SitesResource(Resource):
         return await self._fetch(ApiRequest("POST", path, "entity", json=body), Site)
 
     async def delete(self, site_id: str) -> Deleted:
-        """Delete a site and all its data; Fathom cannot undo this."""
+        """Delete a site and all its data (`DELETE /sites/{site_id}`); Fathom cannot undo this.
+
+        Raises:
+            ValidationError: `site_id` is not a non-blank string (before any request).
+            NotFoundError: no such site (already deleted?), or the token cannot see it.
+            PermissionDeniedError: the token is not a whole-account (`*`) token.
+            AcquireTimeoutError: no slot of the entity bucket came within
+                `acquire_timeout`; nothing was sent.
+        """
         path = build_path("sites", ("site_id", site_id))
         return await self._delete(ApiRequest("DELETE", path, "entity"), site_id)
 
     async def wipe(self, site_id: str) -> Wiped:
-        """Retired by Fathom: warns DeprecationWarning, and raises GoneError on the 410."""
+        """Wipe a site's data (`DELETE /sites/{site_id}/data`): retired by Fathom.
+
+        Warns `DeprecationWarning`, then sends the request so that the API's own
+        answer decides (kept for code written against the older documentation).
+
+        Raises:
+            GoneError: always, in practice: the endpoint answers 410 Gone.
+            ValidationError: `site_id` is not a non-blank string (before any request).
+            AcquireTimeoutError: no slot of the entity bucket came within
+                `acquire_timeout`; nothing was sent.
+        """
         path = build_path("sites", ("site_id", site_id), "data")
         return await self._wipe(ApiRequest("DELETE", path, "entity"), "sites.wipe()")

@@ -16,13 +16,25 @@ from typing import Any, Literal, get_args
 import attrs
 
 from .._exceptions import ValidationError
-from .._types import AGGREGATES, DATE_GROUPINGS, FIELD_GROUPINGS, DateGrouping
+from .._types import (
+    DATE_GROUPINGS,
+    EVENT_AGGREGATES,
+    FIELD_GROUPINGS,
+    PAGEVIEW_AGGREGATES,
+    DateGrouping,
+    EventAggregate,
+    FieldGrouping,
+    PageviewAggregate,
+)
 
 __all__ = ["ExportEntity", "ExportFormat", "ExportSpec"]
 
 ExportEntity = Literal["sites", "events", "milestones", "pageviews", "event_conversions"]
+"""What an export writes: the three entity lists, and the two report series
+(pageviews per site, conversions per event)."""
 ExportFormat = Literal["jsonl", "csv", "parquet"]
-ENTITIES: tuple[str, ...] = get_args(ExportEntity)
+"""The data files' format (`parquet` needs the `parquet` extra)."""
+ENTITIES: tuple[ExportEntity, ...] = get_args(ExportEntity)
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
 # The API allows hour grouping over at most 7 days, measured in the site's timezone:
 # a week of wall-clock days that crosses a DST change lasts 7 days and an hour. Six
@@ -46,7 +58,21 @@ def _names(
     return items
 
 
-def _to_tuple(value: Sequence[str]) -> tuple[str, ...]:
+# One converter per field type: the attrs plugin types `__init__` from the converter's
+# argument, and cannot read a generic one.
+def _entities(value: Sequence[ExportEntity]) -> tuple[ExportEntity, ...]:
+    return tuple(value)
+
+
+def _pageview_aggregates(value: Sequence[PageviewAggregate]) -> tuple[PageviewAggregate, ...]:
+    return tuple(value)
+
+
+def _event_aggregates(value: Sequence[EventAggregate]) -> tuple[EventAggregate, ...]:
+    return tuple(value)
+
+
+def _groupings(value: Sequence[FieldGrouping]) -> tuple[FieldGrouping, ...]:
     return tuple(value)
 
 
@@ -67,16 +93,18 @@ class ExportSpec:
     date_from: date
     date_to: date
     sites: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_sites)
-    entities: tuple[str, ...] = attrs.field(default=ENTITIES, converter=_to_tuple)
+    entities: tuple[ExportEntity, ...] = attrs.field(default=ENTITIES, converter=_entities)
     granularity: DateGrouping = "day"
-    pageview_aggregates: tuple[str, ...] = attrs.field(
-        default=AGGREGATES["pageview"], converter=_to_tuple
+    pageview_aggregates: tuple[PageviewAggregate, ...] = attrs.field(
+        default=PAGEVIEW_AGGREGATES, converter=_pageview_aggregates
     )
-    pageview_grouping: tuple[str, ...] = attrs.field(default=("pathname",), converter=_to_tuple)
-    event_aggregates: tuple[str, ...] = attrs.field(
-        default=AGGREGATES["event"], converter=_to_tuple
+    pageview_grouping: tuple[FieldGrouping, ...] = attrs.field(
+        default=("pathname",), converter=_groupings
     )
-    event_grouping: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    event_aggregates: tuple[EventAggregate, ...] = attrs.field(
+        default=EVENT_AGGREGATES, converter=_event_aggregates
+    )
+    event_grouping: tuple[FieldGrouping, ...] = attrs.field(default=(), converter=_groupings)
     format: ExportFormat = "jsonl"
 
     def __attrs_post_init__(self) -> None:
@@ -93,15 +121,16 @@ class ExportSpec:
         _names("entities", self.entities, ENTITIES, empty=False)
         if self.granularity not in DATE_GROUPINGS:
             raise ValidationError("granularity", self.granularity, ", ".join(DATE_GROUPINGS))
-        _names("pageview_aggregates", self.pageview_aggregates, AGGREGATES["pageview"],
+        _names("pageview_aggregates", self.pageview_aggregates, PAGEVIEW_AGGREGATES,
                empty=False)
-        _names("event_aggregates", self.event_aggregates, AGGREGATES["event"], empty=False)
+        _names("event_aggregates", self.event_aggregates, EVENT_AGGREGATES, empty=False)
         _names("pageview_grouping", self.pageview_grouping, FIELD_GROUPINGS, empty=True)
         _names("event_grouping", self.event_grouping, FIELD_GROUPINGS, empty=True)
         if self.format not in FORMATS:
             raise ValidationError("format", self.format, f"one of {', '.join(FORMATS)}")
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as JSON data, as the manifest stores and compares it."""
         data = attrs.asdict(self, recurse=False)
         data["date_from"] = self.date_from.isoformat()
         data["date_to"] = self.date_to.isoformat()

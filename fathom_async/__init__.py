@@ -1,11 +1,9 @@
 """fathom_async: the async-first Python SDK for the Fathom Analytics API.
 
-    async with FathomClient() as fathom:            # token from $FATHOM_API_TOKEN
-        async for site in fathom.sites.list():
-            print(site.id, site.name)
-
-Every call waits for a slot in its rate-limit bucket (2000/hour for entities,
-10/minute for reports), is retried when that is safe, and returns typed models.
+Make one `FathomClient` (the token comes from `$FATHOM_API_TOKEN`) and call its
+resources: `fathom.sites.list()`, `fathom.aggregations.query(...)`. Every call waits
+for a slot in its rate-limit bucket (2000/hour for entities, 10/minute for reports),
+is retried when that is safe, and returns typed models.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BASE_URL", "FathomClient"]
 
 DEFAULT_BASE_URL = "https://api.usefathom.com/v1"
+"""The real API, used unless `base_url=` or `$FATHOM_BASE_URL` says otherwise."""
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -808,18 +809,26 @@ class FathomClient:
 
     @cached_property
     def sites(self) -> SitesResource:
+        """Sites: list, get, create, update, delete (`/sites`)."""
         return SitesResource(self)
 
     @cached_property
     def events(self) -> EventsResource:
+        """A site's events (goals): list, get, create, update, delete, currency."""
         return EventsResource(self)
 
     @cached_property
     def milestones(self) -> MilestonesResource:
+        """A site's milestones: dated notes on its graphs."""
         return MilestonesResource(self)
 
     @cached_property
     def aggregations(self) -> AggregationsResource:
+        """Reports: pageviews and event conversions, grouped and filtered.
+
+        Calls take the `"reports"` bucket (10 a minute), are shared with identical
+        calls in flight, and may be cached and split (see `query`).
+        """
         # Reports, caches and DataFrames load on first use: most imports never need them.
         from ._resources.aggregations import AggregationsResource
 
@@ -827,6 +836,7 @@ class FathomClient:
 
     @cached_property
     def current_visitors(self) -> CurrentVisitorsResource:
+        """Who is on a site right now (the `"reports"` bucket, like aggregations)."""
         from ._resources.current_visitors import CurrentVisitorsResource
 
         return CurrentVisitorsResource(self)
@@ -840,14 +850,17 @@ class FathomClient:
 
     @property
     def base_url(self) -> str:
+        """The API's base URL this client calls."""
         return self._shared.base_url
 
     @property
     def priority(self) -> Priority:
+        """Where this client's calls queue: `"interactive"` first, `"bulk"` after."""
         return self._options.priority
 
     @property
     def is_closed(self) -> bool:
+        """Whether `close()` was called: every call then raises `ClientClosedError`."""
         return self._shared.closed
 
     def __repr__(self) -> str:

@@ -71,9 +71,11 @@ class Permit:
 
     @property
     def released(self) -> bool:
+        """Whether the slot was handed back (the request finished or never went)."""
         return self._on_release is None
 
     def release(self) -> None:
+        """End the grant's hold on the in-flight cap; the window slot stays spent. Safe twice."""
         on_release, self._on_release = self._on_release, None
         if on_release is not None:
             on_release()

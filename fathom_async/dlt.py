@@ -1,10 +1,8 @@
 """Fathom in the warehouse: a dlt source, incremental, merged (extra `dlt`).
 
-    import dlt
-    from fathom_async.dlt import fathom_source
-
-    pipeline = dlt.pipeline("fathom", destination="duckdb", dataset_name="fathom")
-    pipeline.run(fathom_source(start_date=date(2024, 1, 1)))
+Run `fathom_source(...)` in any dlt pipeline, e.g.
+`dlt.pipeline("fathom", destination="duckdb", dataset_name="fathom").run(fathom_source())`
+(the guide's "Warehouse loading" page has complete programs).
 
 Five resources, one table each: `sites`, `events` and `milestones` (the lists, merged
 by id) and `pageviews`, `event_conversions` (aggregations merged on site, period
@@ -48,7 +46,7 @@ from ._dates import zone
 from ._exceptions import ValidationError
 from ._frames import INT_COLUMNS
 from ._logging import logger
-from ._types import AGGREGATES, DateGrouping
+from ._types import EVENT_AGGREGATES, PAGEVIEW_AGGREGATES
 from .export import (
     ChunkRecord,
     Export,
@@ -59,11 +57,13 @@ from .export import (
 )
 from .export._runner import _in_shard, _Series, check_shard, pick_sites
 from .export._spec import ENTITIES, align, unit_start
+from .types import DateGrouping, EventAggregate, FieldGrouping, PageviewAggregate
 
 __all__ = ["RESOURCES", "fathom_source"]
 
-# The resources, and the tables they fill: the parts of an export, by the same names.
 RESOURCES: tuple[str, ...] = ENTITIES
+"""The source's resources, and the tables they fill: the parts of an export, by the
+same names."""
 ReportKind = Literal["pageviews", "event_conversions"]
 ProgressHook = Callable[[str, ExportProgress], None]
 STAGING = "fathom-staging"
@@ -117,10 +117,10 @@ def fathom_source(
     start_date: date | None = None,
     end_date: date | None = None,
     granularity: DateGrouping = "day",
-    pageview_aggregates: Sequence[str] = AGGREGATES["pageview"],
-    pageview_grouping: Sequence[str] = ("pathname",),
-    event_aggregates: Sequence[str] = AGGREGATES["event"],
-    event_grouping: Sequence[str] = (),
+    pageview_aggregates: Sequence[PageviewAggregate] = PAGEVIEW_AGGREGATES,
+    pageview_grouping: Sequence[FieldGrouping] = ("pathname",),
+    event_aggregates: Sequence[EventAggregate] = EVENT_AGGREGATES,
+    event_grouping: Sequence[FieldGrouping] = (),
     base_url: str | None = None,
     shard: tuple[int, int] = (0, 1),
     concurrency: int = 16,
@@ -138,9 +138,13 @@ def fathom_source(
             the last one stopped. With month or year periods, start on a period's
             first day: otherwise the first row counts only part of its period.
         end_date: the last day to load (default: today on each site's clock).
-        granularity, pageview_aggregates, pageview_grouping, event_aggregates,
-            event_grouping: what the report tables hold, as in `ExportSpec`. They
-            decide the tables' keys: changing them later raises `PlanMismatchError`.
+        granularity: the report tables' period (`"hour"`, `"day"`, `"month"`,
+            `"year"`), as in `ExportSpec`. This and the four below decide the
+            tables' keys: changing them later raises `PlanMismatchError`.
+        pageview_aggregates: the `pageviews` table's figures.
+        pageview_grouping: the `pageviews` table's grouping columns.
+        event_aggregates: the `event_conversions` table's figures.
+        event_grouping: the `event_conversions` table's grouping columns.
         base_url: the API base URL when `client` is not a `FathomClient`.
         shard: `(index, count)`: this process's share, as in `Export`; each shard
             keeps its own incremental state.
@@ -151,7 +155,8 @@ def fathom_source(
             date range, `ExportProgress`) as report chunks finish; it runs on dlt's
             extract thread.
 
-    Raises `ValidationError` for bad arguments, before any request.
+    Raises:
+        ValidationError: a bad argument, before any request.
     """
     token: str | None = None
     if isinstance(client, str):

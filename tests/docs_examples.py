@@ -117,7 +117,8 @@ def emulator_process(*options: str) -> Iterator[Emulator]:
             elif line.startswith("Press Ctrl-C"):
                 break
         if url is None or token is None:
-            raise RuntimeError(f"the emulator did not start: {process.stderr.read() if process.stderr else ''}")
+            error = process.stderr.read() if process.stderr else ""
+            raise RuntimeError(f"the emulator did not start: {error}")
         yield Emulator(url, token)
     finally:
         process.send_signal(signal.SIGINT)
@@ -128,21 +129,19 @@ def emulator_process(*options: str) -> Iterator[Emulator]:
             process.communicate()
 
 
-#: Runs a page's notebook cells (a file of them, separated by CELL lines) as Jupyter
-#: does: one namespace, one running loop, top-level `await` allowed.
+#: Runs a page's notebook cells (a JSON list of their sources) as Jupyter does: one
+#: namespace, one running loop, top-level `await` allowed.
 NOTEBOOK_RUNNER = """
-import ast, asyncio, sys
-
-CELL = {cell!r}
+import ast, asyncio, json, sys
 
 async def run(cells):
-    namespace = {{"__name__": "__main__"}}
+    namespace = {"__name__": "__main__"}
     for cell in cells:
         code = compile(cell, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         result = eval(code, namespace)
         if asyncio.iscoroutine(result):
             await result
 
-source = open(sys.argv[1], encoding="utf-8").read()
-asyncio.run(run([CELL + part for part in source.split(CELL)[1:]]))
-""".format(cell=CELL)
+with open(sys.argv[1], encoding="utf-8") as cells:
+    asyncio.run(run(json.load(cells)))
+"""

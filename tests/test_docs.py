@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,7 @@ from tests.docs_examples import (
     all_blocks,
     blocks,
     emulator_process,
+    page_files,
 )
 from tests.redis_server import RedisServer, redis_server
 
@@ -113,11 +116,10 @@ PYTEST_PAGES = sorted({block.page for block in BLOCKS
 async def test_the_pytest_files_of_a_page_pass_as_a_test_suite(
     page: Path, user_env: dict[str, str], tmp_path: Path
 ) -> None:
-    files = {b.file_name: b.code for b in blocks(page) if b.file_name}
-    assert "conftest.py" in files or any(name.startswith("test_") for name in files if name)
-    for name, code in files.items():
-        assert name is not None
-        (tmp_path / name).write_text(code, encoding="utf-8")
+    files = page_files(page)
+    assert any(name.startswith("test_") for name in files)
+    for name, source in files.items():
+        (tmp_path / name).write_text(source, encoding="utf-8")
     code, out, err = await run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
          "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
@@ -134,9 +136,9 @@ async def test_a_notebook_page_runs_cell_after_cell(
     page: Path, user_env: dict[str, str], tmp_path: Path
 ) -> None:
     cells = [block.code for block in blocks(page) if block.is_cell]
-    (tmp_path / "cells.py").write_text("\n".join(cells), encoding="utf-8")
+    (tmp_path / "cells.json").write_text(json.dumps(cells), encoding="utf-8")
     (tmp_path / "runner.py").write_text(NOTEBOOK_RUNNER, encoding="utf-8")
-    code, out, err = await run([sys.executable, "runner.py", "cells.py"], user_env, tmp_path)
+    code, out, err = await run([sys.executable, "runner.py", "cells.json"], user_env, tmp_path)
     assert code == 0, err
     assert out.strip()
 
@@ -160,16 +162,37 @@ def _public(module_name: str) -> Iterator[tuple[str, object]]:
                     yield f"{module_name}.{name}.{member}", function
 
 
+@pytest.fixture(scope="module")
+def package() -> Any:
+    """The package as mkdocstrings sees it: read by griffe from the sources."""
+    griffe = pytest.importorskip("griffe")
+    loader = griffe.GriffeLoader()
+    loaded = loader.load("fathom_async")
+    loader.resolve_aliases(implicit=False, external=False)
+    return loaded
+
+
+def _documented(package: Any, module_name: str) -> Iterator[tuple[str, Any]]:
+    """Every public name of a module, and the public methods and properties of its
+    classes, as griffe objects (an import is followed to what it names)."""
+    module = package if module_name == "fathom_async" else package[module_name[13:]]
+    for name in importlib.import_module(module_name).__all__:
+        target = module[name]
+        target = target.final_target if target.is_alias else target
+        yield f"{module_name}.{name}", target
+        if target.is_class:
+            for member_name, member in target.members.items():
+                if member_name.startswith("_") or member.is_alias:
+                    continue
+                if member.is_function or "property" in member.labels:
+                    yield f"{module_name}.{name}.{member_name}", member
+
+
 @pytest.mark.parametrize("module_name", REFERENCE)
-def test_every_public_name_has_a_docstring(module_name: str) -> None:
+def test_every_public_name_has_a_docstring(package: Any, module_name: str) -> None:
     """The API reference is made from docstrings: nothing public goes without one."""
-    missing = []
-    for name, value in _public(module_name):
-        if not (inspect.isclass(value) or inspect.isfunction(value)
-                or inspect.ismethod(value)):
-            continue  # constants and aliases: see the griffe check below
-        if not (value.__doc__ or "").strip():
-            missing.append(name)
+    missing = [name for name, target in _documented(package, module_name)
+               if target.docstring is None or not target.docstring.value.strip()]
     assert not missing
 
 
@@ -197,3 +220,24 @@ def test_the_readme_opens_with_the_two_commands() -> None:
     assert commands[0].endswith("fathom-async --emulator export")
     assert "pip install -q -e '.[cli,speedups]'" in commands[0]
     assert "pip install -q -e '.[dev]'" in commands[1]
+
+
+def _docstrings() -> Iterator[tuple[str, str]]:
+    for module_name in REFERENCE:
+        yield module_name, importlib.import_module(module_name).__doc__ or ""
+        for name, value in _public(module_name):
+            yield name, getattr(value, "__doc__", None) or ""
+
+
+def test_the_reference_shows_no_example_that_could_not_run() -> None:
+    """Docstrings become reference pages: a snippet there is an example nobody runs.
+
+    They say what to call in prose and leave whole programs to the guide, whose
+    examples the tests above run.
+    """
+    snippets = []
+    for name, doc in _docstrings():
+        text = inspect.cleandoc(doc)
+        if "```python" in text or re.search(r"\n\n    \S", text):
+            snippets.append(name)
+    assert not snippets

@@ -1,9 +1,7 @@
 """Bulk export: plan, fetch at bulk priority, write atomically, resume after any stop.
 
-    spec = ExportSpec(date_from=date(2024, 1, 1), date_to=date(2024, 12, 31))
-    async with FathomClient() as fathom:
-        summary = await run_export(fathom, spec, "fathom-export")
-
+`run_export(client, ExportSpec(...), directory)` writes every site's entities and
+reports into `directory` (the guide's "Bulk export" page has complete programs).
 Run the same export again into the same directory to resume it: finished chunks are
 skipped, and the rows are exactly those an uninterrupted run writes.
 """

@@ -45,6 +45,7 @@ class ChunkRecord:
     truncated: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest line for this chunk (dates as ISO text)."""
         data = attrs.asdict(self)
         data["start"] = self.start.isoformat() if self.start else None
         data["end"] = self.end.isoformat() if self.end else None
@@ -52,6 +53,7 @@ class ChunkRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChunkRecord:
+        """The record a manifest line holds (the inverse of `to_json`)."""
         start, end = data.get("start"), data.get("end")
         return cls(
             key=data["key"],
@@ -110,6 +112,11 @@ class Manifest:
         return self.header is not None
 
     def check(self, spec_json: dict[str, Any], fingerprint: str) -> None:
+        """Raise `PlanMismatchError` when the journal was started with other arguments.
+
+        A resumed export must ask for exactly what the first run asked for, or its
+        finished chunks would be mixed with rows of another plan.
+        """
         if self.header is None:
             return
         if self.header.get("fingerprint") != fingerprint:
@@ -130,14 +137,17 @@ class Manifest:
             os.fsync(handle.fileno())
 
     def start(self, spec_json: dict[str, Any], fingerprint: str) -> None:
+        """Begin a new journal: its header holds the spec and its fingerprint."""
         self.header = {"version": VERSION, "fingerprint": fingerprint, "spec": spec_json}
         self._append({"header": self.header})
 
     def record_discovery(self, discovery: dict[str, Any]) -> None:
+        """Journal the sites, events and plan found before any report is fetched."""
         self.discovery = discovery
         self._append({"discovery": discovery})
 
     def record_chunk(self, record: ChunkRecord) -> None:
+        """Journal a finished chunk (written and fsynced before it counts as done)."""
         self._append(record.to_json())
         self.chunks[record.key] = record
 

@@ -181,6 +181,7 @@ class Export:
     # -- public ------------------------------------------------------------------------
 
     async def run(self) -> ExportSummary:
+        """Run the export to its end (or raise) and return its summary."""
         async for _ in self.progress():
             pass
         assert self.summary is not None

@@ -30,12 +30,9 @@ DEMO_PAGEVIEWS = 20_000
 class FakeFathom:
     """A local Fathom Analytics API on 127.0.0.1, backed by SQLite.
 
-    ```python
-    async with FakeFathom(seed=42, pageviews=20_000) as fake:
-        async with aiohttp.ClientSession() as http:
-            await http.get(f"{fake.url}/sites", headers={
-                "Authorization": f"Bearer {fake.token}", "Accept": "application/json"})
-    ```
+    Start it with `async with FakeFathom() as fake:` and point a client at it:
+    `FathomClient(fake.token, base_url=fake.url)` (the guide's "Testing with the
+    emulator" page and the pytest recipe have complete programs).
 
     - `seed`: makes ids, tokens, traffic and fault decisions reproducible.
     - `pageviews`: how many demo pageviews to spread over the last 90 days across

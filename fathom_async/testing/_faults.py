@@ -38,6 +38,9 @@ FaultKind = Literal[
     "truncated_body",
     "non_json_body",
 ]
+"""What an injected fault does: delay the answer (`latency`), answer 500 or 503, answer
+429 (`rate_limit`, with `Retry-After`), reset the connection before or after the
+request took effect, cut the body short, or send a body that is not JSON."""
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 AFTER_COMMIT: frozenset[str] = frozenset({"reset_after_commit", "truncated_body", "non_json_body"})
 
@@ -72,6 +75,7 @@ class FaultRule:
 
     @property
     def exhausted(self) -> bool:
+        """Whether the rule has struck its `times` and no longer applies."""
         return self.times is not None and self.injected >= self.times
 
     def matches(self, method: str, route: str | None, path: str) -> bool:
@@ -122,6 +126,7 @@ class Faults:
         return rule
 
     def remove(self, rule: FaultRule) -> None:
+        """Stop applying one rule (the counts it caused stay)."""
         self.rules.remove(rule)
 
     def clear(self) -> None:
@@ -130,6 +135,7 @@ class Faults:
 
     @property
     def total(self) -> int:
+        """How many faults struck in all."""
         return sum(self.counts.values())
 
     def draw(self, method: str, route: str | None, path: str) -> list[FaultRule]:

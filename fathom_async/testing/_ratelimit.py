@@ -97,9 +97,11 @@ class RateLimiter:
         return True
 
     def end_report(self, account_id: int) -> None:
+        """A report of this account finished: it no longer counts toward the concurrency cap."""
         self._in_flight[account_id] -= 1
 
     def in_flight(self, account_id: int) -> int:
+        """How many reports of this account are being answered now."""
         return self._in_flight.get(account_id, 0)
 
     def reset(self) -> None:

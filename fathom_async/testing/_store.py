@@ -68,6 +68,7 @@ class Account:
     email: str | None = None
 
     def to_api(self) -> dict[str, Any]:
+        """This account as the API's JSON answers it."""
         body: dict[str, Any] = {"id": self.id, "object": "account", "name": self.name}
         if self.email is not None:
             body["email"] = self.email
@@ -87,6 +88,7 @@ class Token:
     last_used_at: str | None = None
 
     def to_api(self) -> dict[str, Any]:
+        """This token as `GET /token` answers it (never the secret)."""
         return {
             "id": self.id,
             "object": "token",
@@ -99,6 +101,8 @@ class Token:
 
 @dataclass
 class Site:
+    """A site as the emulator stores it (with its account and share password)."""
+
     id: str
     account_id: int
     name: str
@@ -111,6 +115,7 @@ class Site:
     seq: int = 0
 
     def to_api(self) -> dict[str, Any]:
+        """This site as the API's JSON answers it (never the share password)."""
         body: dict[str, Any] = {
             "id": self.id,
             "object": "site",
@@ -129,6 +134,8 @@ class Site:
 
 @dataclass
 class Event:
+    """An event as the emulator stores it."""
+
     id: str
     site_id: str
     name: str
@@ -149,6 +156,8 @@ class Event:
 
 @dataclass
 class Milestone:
+    """A milestone as the emulator stores it."""
+
     id: str
     site_id: str
     name: str
@@ -157,6 +166,7 @@ class Milestone:
     seq: int = 0
 
     def to_api(self) -> dict[str, Any]:
+        """This milestone as the API's JSON answers it."""
         return {
             "id": self.id,
             "object": "milestone",
@@ -365,11 +375,13 @@ class Store:
         self.db.commit()
 
     def close(self) -> None:
+        """Close the SQLite database; the store cannot be used afterwards."""
         self.db.close()
 
     # ------------------------------------------------------------------ entities
 
     def now(self) -> str:
+        """The wall clock's now as an API timestamp (`YYYY-MM-DD HH:MM:SS`, UTC)."""
         return format_timestamp(self.wall_clock())
 
     def _next_seq(self) -> int:
@@ -383,9 +395,11 @@ class Store:
                 return code
 
     def default_account(self) -> Account:
+        """The first account: where sites go when no account is named."""
         return next(iter(self.accounts.values()))
 
     def add_account(self, name: str, email: str | None = None, *, id: int | None = None) -> Account:
+        """Add an account (`id` random from the seed unless given); returns it."""
         if id is None:
             id = self._rng.randrange(100_000_000, 999_999_999)
         account = Account(id=id, name=name, email=email)
@@ -435,6 +449,7 @@ class Store:
         multi_domain_option: MultiDomainOption | None = None,
         created_at: str | None = None,
     ) -> Site:
+        """Add a site (`id` a fresh 6-letter code unless given); returns it."""
         site = Site(
             id=id or self._code(_SITE_ID_ALPHABET, 6, self.sites),
             account_id=account_id if account_id is not None else self.default_account().id,
@@ -459,6 +474,7 @@ class Store:
         currency: str = "dollar",
         created_at: str | None = None,
     ) -> Event:
+        """Add an event to a site (`id` a fresh 8-letter code unless given); returns it."""
         if site_id not in self.sites:
             raise KeyError(f"no site {site_id!r}")
         event = Event(
@@ -473,6 +489,7 @@ class Store:
         return event
 
     def add_milestone(self, site_id: str, name: str, milestone_date: str) -> Milestone:
+        """Add a milestone to a site, with a fresh UUID; returns it."""
         if site_id not in self.sites:
             raise KeyError(f"no site {site_id!r}")
         milestone = Milestone(
@@ -487,6 +504,7 @@ class Store:
         return milestone
 
     def delete_site(self, site_id: str) -> None:
+        """Remove a site with its events and milestones (its stored traffic is kept)."""
         del self.sites[site_id]
         for event in [e for e in self.events.values() if e.site_id == site_id]:
             del self.events[event.id]
@@ -494,14 +512,17 @@ class Store:
             del self.milestones[milestone.id]
 
     def site_events(self, site_id: str) -> list[Event]:
+        """The events of one site, in the order they were added."""
         return [e for e in self.events.values() if e.site_id == site_id]
 
     def site_milestones(self, site_id: str) -> list[Milestone]:
+        """The milestones of one site, in the order they were added."""
         return [m for m in self.milestones.values() if m.site_id == site_id]
 
     # ------------------------------------------------------------------- traffic
 
     def new_session_id(self) -> int:
+        """A session id not used yet, for pageviews of one visit."""
         session_id = self._next_session
         self._next_session += 1
         return session_id
@@ -590,9 +611,11 @@ class Store:
                     self.db.execute(f"DELETE FROM {table} WHERE site_id = ?", (site_id,))
 
     def count_pageviews(self, site_id: str | None = None) -> int:
+        """How many pageviews are stored (of one site, or all)."""
         return self._count("pageviews", site_id)
 
     def count_completions(self, site_id: str | None = None) -> int:
+        """How many event completions are stored (of one site, or all)."""
         return self._count("completions", site_id)
 
     def _count(self, table: str, site_id: str | None) -> int:

@@ -16,6 +16,12 @@ never reached the server (the connection was not made, or the server answered 42
 After a timeout, a reset or a 5xx the object may exist, and a duplicate site is worse
 than an error: the caller gets `APIConnectionError(outcome_unknown=True)` or the
 `ServerError` and decides.
+
+A DELETE is replayed like a read, and so may find its own work done: when an attempt
+that may have reached the server (a reset, a timeout, a 5xx) is followed by a 404,
+the object is gone as asked, and the call succeeds with no body, as a 204 does. A 404
+on the first attempt, or after attempts that surely never reached the server, stays
+`NotFoundError`: the object was not there to delete.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import attrs
 from ._exceptions import (
     APIConnectionError,
     APIResponseError,
+    NotFoundError,
     RateLimitError,
     ServerError,
 )
+from ._logging import logger
 from ._protocol import ApiRequest
 
 if TYPE_CHECKING:
@@ -71,6 +79,20 @@ class RetryPolicy:
             return request.method == "GET"
         return False
 
+    def may_have_acted(self, exc: BaseException) -> bool:
+        """Whether a failed attempt may have taken effect on the server all the same."""
+        if isinstance(exc, APIConnectionError):
+            return exc.outcome_unknown
+        return isinstance(exc, ServerError)
+
+    def done_before(self, request: ApiRequest, exc: BaseException, *, unsure: bool) -> bool:
+        """Whether a retry's failure shows that an earlier attempt did the work.
+
+        `unsure`: some earlier attempt may have acted (`may_have_acted`). Then a
+        DELETE answered 404 deleted its object then, and lost the answer.
+        """
+        return unsure and request.method == "DELETE" and isinstance(exc, NotFoundError)
+
     def delay(self, attempt: int, exc: BaseException | None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
         if isinstance(exc, RateLimitError):
@@ -106,7 +128,9 @@ class RetryLoop:
     `attempt(request, *args, number)` until it succeeds or tenacity stops. tenacity
     (`BaseRetrying.iter`) decides, from each failed attempt's outcome, whether to
     retry (`RetryPolicy.should_retry`), how long to wait (`RetryPolicy.delay`) and
-    when to stop (`max_retries`); attempt numbers are its own. It is entered once an
+    when to stop (`max_retries`); attempt numbers are its own. A retry whose failure
+    shows an earlier attempt did the work (`RetryPolicy.done_before`) ends the call
+    with None, the result of a success with no body. It is entered once an
     attempt has failed: after a success there is nothing to decide, and entering it
     before the first attempt costs more CPU than the rest of a call's own work
     (its per-call cost is in benchmarks/RESULTS.md). tenacity is imported then too,
@@ -149,22 +173,33 @@ class RetryLoop:
     async def __call__(
         self, attempt: Callable[..., Awaitable[T]], request: ApiRequest, *args: Any
     ) -> T:
+        policy = self._policy
         try:
             return await attempt(request, *args, 1)
-        except BaseException:  # cancellation too: tenacity re-raises what it won't retry
+        except BaseException as exc:  # cancellation too: tenacity re-raises what it won't retry
             from tenacity import DoAttempt, DoSleep, RetryCallState
 
             engine = self._decider()
             engine.begin()  # its statistics (per thread; mixed when calls overlap, unused)
             state = RetryCallState(engine, attempt, (request, *args), {})
             state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            unsure = policy.may_have_acted(exc)
         while True:
             action = engine.iter(state)
             if isinstance(action, DoAttempt):
                 try:
                     result = await attempt(request, *args, state.attempt_number)
-                except BaseException:
-                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+                except BaseException as exc:
+                    if policy.done_before(request, exc, unsure=unsure):
+                        logger.debug(
+                            "%s %s: the retry (attempt %d) found it gone (404) after an"
+                            " earlier attempt that may have deleted it; taken as deleted",
+                            request.method, request.path, state.attempt_number,
+                        )
+                        state.set_result(None)
+                    else:
+                        unsure = unsure or policy.may_have_acted(exc)
+                        state.set_exception(sys.exc_info())  # type: ignore[arg-type]
                 else:
                     state.set_result(result)
             elif isinstance(action, DoSleep):

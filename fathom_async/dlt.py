@@ -55,7 +55,7 @@ from .export import (
     PlanMismatchError,
     read_rows,
 )
-from .export._runner import _in_shard, _Series, check_shard, pick_sites
+from .export._runner import _in_shard, _Series, bulk_view, check_shard, pick_sites
 from .export._spec import ENTITIES, align, unit_start
 from .types import DateGrouping, EventAggregate, FieldGrouping, PageviewAggregate
 
@@ -87,12 +87,13 @@ class _Plan:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[FathomClient]:
-        """The client at bulk priority; one made here is closed here (dlt's own loop)."""
+        """The client at bulk priority, without a slot deadline (`bulk_view`); one
+        made here is closed here (dlt's own loop)."""
         if self.client is not None:
-            yield self.client.with_options(priority="bulk")
+            yield bulk_view(self.client)
             return
         async with FathomClient(self.token, base_url=self.base_url) as fathom:
-            yield fathom.with_options(priority="bulk")
+            yield bulk_view(fathom)
 
     def moment(self) -> datetime:
         return self.now if self.now is not None else datetime.now(timezone.utc)
@@ -130,8 +131,9 @@ def fathom_source(
     """A dlt source of everything the token sees, for `pipeline.run(...)`.
 
     Args:
-        client: a `FathomClient` (its limiter and options are used, at bulk priority),
-            a token, or None for `$FATHOM_API_TOKEN`.
+        client: a `FathomClient` (its limiter and options are used, at bulk priority
+            and with no `acquire_timeout`: the load waits for its slots), a token, or
+            None for `$FATHOM_API_TOKEN`.
         sites: site ids to load (default: every site the token can see).
         start_date: the first day of the first load (default: 90 days before today,
             moved back to the start of its period). Later loads continue from where

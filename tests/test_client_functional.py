@@ -189,6 +189,25 @@ async def test_a_create_reset_after_commit_is_never_duplicated(server: Server) -
     assert len(server.seen) == 1
 
 
+async def test_a_delete_whose_503_may_have_acted_is_done_when_the_retry_gets_404(
+    server: Server,
+) -> None:
+    server.script = [status(503), status(404)]
+    async with client(server) as fathom:
+        deleted = await fathom.sites.delete("ABCDEF")
+    assert (deleted.deleted, deleted.id) == (True, "ABCDEF")
+    assert [(method, path) for method, path, _, _ in server.seen] == [
+        ("DELETE", "/v1/sites/ABCDEF")] * 2
+
+
+async def test_a_delete_404_on_the_first_attempt_is_not_found(server: Server) -> None:
+    server.script = [status(404)]
+    async with client(server) as fathom:
+        with pytest.raises(NotFoundError):
+            await fathom.sites.delete("ABCDEF")
+    assert len(server.seen) == 1
+
+
 async def test_a_refused_connection_is_retried_even_for_creates() -> None:
     fathom = FathomClient(TOKEN, base_url="http://127.0.0.1:9/v1", rate_limits=None,
                           max_retries=2)

@@ -17,10 +17,12 @@ import dlt
 import duckdb
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from fathom_async import FathomClient, ValidationError
+from fathom_async import AcquireTimeoutError, FathomClient, ValidationError
 from fathom_async.dlt import RESOURCES, fathom_source
 from fathom_async.export import ExportSpec, Manifest, PlanMismatchError, read_rows, run_export
+from fathom_async.limits import BucketSnapshot, Permit, RateLimitBackend, ServerFeedback
 from fathom_async.testing import FakeFathom, Pageview
+from fathom_async.types import Bucket, Priority
 
 DAY = date(2024, 3, 10)
 NOON = datetime(2024, 3, 10, 12, tzinfo=timezone.utc)
@@ -355,3 +357,47 @@ async def test_shards_on_one_pipeline_each_keep_their_own_state(
     # Both shards loaded their sites' history: shard 0 did not move shard 1's start.
     loaded = warehouse.rows("select site_id from fathom.pageviews")
     assert sorted(site for (site,) in loaded) == sorted(sites)
+
+
+class SpentWindows(RateLimitBackend):
+    """A limiter whose every window is spent for the next minute.
+
+    A wait with a deadline fails at once, as `RateLimits` does when the next slot
+    lies beyond it; a wait without one is granted (the minute it would take is
+    skipped: dlt runs the source on its own loop, where no fake clock reaches).
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, float | None]] = []
+
+    async def acquire(self, bucket: Bucket, *, priority: Priority = "interactive",
+                      timeout: float | None = None) -> Permit:
+        self.asked.append((bucket, priority, timeout))
+        if timeout is not None:
+            raise AcquireTimeoutError(bucket, timeout, next_slot_in=60.0)
+        return Permit(bucket)
+
+    async def observe(self, bucket: Bucket, feedback: ServerFeedback) -> None:
+        return None
+
+    def snapshot(self) -> dict[str, BucketSnapshot]:
+        return {bucket: BucketSnapshot(limit=limit, period=60.0, sent_in_window=limit,
+                                       waiting={"interactive": 0, "bulk": 0},
+                                       next_slot_in=60.0, paused_for=0.0)
+                for bucket, limit in (("entity", 33), ("reports", 10))}
+
+
+async def test_a_load_waits_out_full_windows_whatever_the_clients_acquire_timeout(
+    quiet: FakeFathom, warehouse: Warehouse
+) -> None:
+    visit(quiet, datetime(2024, 3, 2, 9, tzinfo=timezone.utc), "/a")
+    spent = SpentWindows()
+    # A web app's client: a short acquire_timeout, as the docs advise.
+    async with FathomClient(quiet.token, base_url=quiet.url, rate_limits=spent,
+                            acquire_timeout=0.5) as fathom:
+        info = await warehouse.load(fathom_source(fathom, start_date=date(2024, 3, 1),
+                                                  now=NOON))
+    assert not info.has_failed_jobs
+    assert warehouse.rows("select pathname, pageviews from fathom.pageviews") == [("/a", 1)]
+    assert {bucket for bucket, _, _ in spent.asked} == {"entity", "reports"}
+    assert {(priority, timeout) for _, priority, timeout in spent.asked} == {("bulk", None)}

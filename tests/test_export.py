@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from fathom_async import FathomClient, ServerError, ValidationError
+from fathom_async import (
+    AcquireTimeoutError,
+    FathomClient,
+    RateLimits,
+    ServerError,
+    ValidationError,
+)
 from fathom_async.export import (
     Export,
     ExportSpec,
@@ -426,3 +432,32 @@ async def test_chunk_events_carry_their_record_and_a_resume_names_what_it_found(
     records = [event.record async for event in again.progress() if event.record is not None]
     assert again.resumed_chunks[:2] == tuple(seen)  # the journal's order is the events'
     assert {r.key for r in records}.isdisjoint(r.key for r in seen)  # not redone
+
+
+@pytest.mark.looptime
+async def test_an_export_waits_out_a_full_window_whatever_the_clients_acquire_timeout(
+    tmp_path: Path,
+) -> None:
+    # A web app's client (a short acquire_timeout, as the docs advise) whose report
+    # window is already spent: bulk work waits for its slots instead of failing.
+    limits = RateLimits(reports=(2, 60))
+    async with FakeFathom(seed=5, pageviews=500) as fake, \
+            FathomClient(fake.token, base_url=fake.url, rate_limits=limits,
+                         acquire_timeout=0.5) as fathom:
+        for limit in (1, 2):
+            await fathom.aggregations.query(entity="pageview", site_id=fake.site_id,
+                                            aggregates="pageviews", limit=limit)
+        assert limits.snapshot()["reports"].next_slot_in > 0.5
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        spec = make_spec(entities=("pageviews",), sites=(fake.site_id,))
+        summary = await run_export(fathom, spec, tmp_path)
+        waited = loop.time() - start
+        # The client itself keeps its deadline: a dashboard call still fails fast.
+        with pytest.raises(AcquireTimeoutError):
+            await fathom.aggregations.query(entity="pageview", site_id=fake.site_id,
+                                            aggregates="pageviews", limit=3)
+    assert summary.report_requests > 0
+    assert summary.rows > 0
+    assert waited >= 59  # it waited for the window to turn over
+    assert [r.status for r in fake.store.requests].count(429) == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import logging
 import random
 import time
 import tracemalloc
@@ -26,8 +27,10 @@ from fathom_async import (
     APIConnectionError,
     APIResponseError,
     APIStatusError,
+    Deleted,
     FathomClient,
     FathomError,
+    NotFoundError,
     RateLimitError,
     RateLimits,
     ServerError,
@@ -359,3 +362,91 @@ async def test_soak_thousands_of_calls_from_hundreds_of_tasks() -> None:
     print(f"memory growth over the second half: {second - first} bytes")
     assert second - first < 1_500_000, f"memory grew by {second - first} bytes"
     assert time.perf_counter() - started < 45
+
+
+# -- deletes whose answer was lost ------------------------------------------------------
+
+
+async def _delete_site(fathom: FathomClient, fake: FakeFathom) -> tuple[Deleted, bool]:
+    site = fake.store.add_site("Doomed")
+    deleted = await fathom.sites.delete(site.id)
+    assert deleted.id == site.id
+    return deleted, site.id not in fake.store.sites
+
+
+async def _delete_event(fathom: FathomClient, fake: FakeFathom) -> tuple[Deleted, bool]:
+    event = fake.store.add_event(fake.site_id, "Doomed")
+    deleted = await fathom.events.delete(fake.site_id, event.id)
+    assert deleted.id == event.id
+    return deleted, event.id not in fake.store.events
+
+
+async def _delete_milestone(fathom: FathomClient, fake: FakeFathom) -> tuple[Deleted, bool]:
+    milestone = fake.store.add_milestone(fake.site_id, "Doomed", "2024-03-01")
+    deleted = await fathom.milestones.delete(fake.site_id, milestone.id)
+    assert deleted.id == milestone.id
+    return deleted, milestone.id not in fake.store.milestones
+
+
+async def _delete_by_name(fathom: FathomClient, fake: FakeFathom) -> tuple[Deleted, bool]:
+    for _ in range(2):
+        fake.store.add_event(fake.site_id, "Doomed")
+    deleted = await fathom.events.delete_by_name(fake.site_id, "Doomed")
+    assert deleted.name == "Doomed"
+    return deleted, all(e.name != "Doomed" for e in fake.store.events.values())
+
+
+DELETES: dict[str, Callable[[FathomClient, FakeFathom], Awaitable[tuple[Deleted, bool]]]] = {
+    "site": _delete_site,
+    "event": _delete_event,
+    "milestone": _delete_milestone,
+    "events by name": _delete_by_name,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DELETES))
+async def test_a_delete_whose_answer_was_lost_succeeds_when_the_retry_finds_it_gone(
+    fake: FakeFathom, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject("DELETE *", "reset_after_commit", times=1)
+    async with client_for(fake, "none") as fathom:
+        with caplog.at_level(logging.DEBUG, logger="fathom_async"):
+            deleted, gone = await DELETES[kind](fathom, fake)
+    assert deleted.deleted is True
+    assert gone
+    # The first DELETE took effect and lost its answer; the retry found nothing left.
+    deletes = [r.status for r in fake.store.requests if r.method == "DELETE"]
+    assert deletes == [None, 404]
+    assert any("found it gone" in record.getMessage() for record in caplog.records
+               if record.levelno == logging.DEBUG)
+
+
+@pytest.mark.parametrize("kind", sorted(DELETES))
+async def test_a_delete_answered_in_full_is_unchanged(fake: FakeFathom, kind: str) -> None:
+    async with client_for(fake, "none") as fathom:
+        deleted, gone = await DELETES[kind](fathom, fake)
+    assert deleted.deleted is True
+    assert deleted.object in ("site", "event", "milestone")  # the server's own answer
+    assert gone
+
+
+async def test_a_first_attempt_404_on_a_delete_still_raises(fake: FakeFathom) -> None:
+    async with client_for(fake, "none") as fathom:
+        with pytest.raises(NotFoundError):
+            await fathom.sites.delete("NOSUCH")
+        with pytest.raises(NotFoundError):
+            await fathom.events.delete_by_name(fake.site_id, "No such event")
+    assert [r.status for r in fake.store.requests] == [404, 404]
+
+
+async def test_a_404_after_an_attempt_that_surely_did_nothing_still_raises(
+    fake: FakeFathom,
+) -> None:
+    # A 429 says the first attempt was refused, so the retry's 404 means the site was
+    # never there: that is the caller's to know. (A reset is no such proof: the client
+    # cannot tell whether the server acted before the connection dropped.)
+    fake.inject("DELETE *", "rate_limit", times=1)
+    async with client_for(fake, "none") as fathom:
+        with pytest.raises(NotFoundError):
+            await fathom.sites.delete("NOSUCH")
+    assert [r.status for r in fake.store.requests] == [429, 404]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from fathom_async import (
     APIResponseError,
     APITimeoutError,
     BadRequestError,
+    NotFoundError,
     RateLimitError,
     ServerError,
 )
@@ -185,3 +187,86 @@ async def test_overlapping_calls_share_one_loop() -> None:
     gate.set()
     assert list(await calls) == ["a", "b"]
     assert numbers == {"a": [1, 2, 3], "b": [1, 2]}
+
+
+DELETE = ApiRequest("DELETE", "/sites/A", "entity")
+LOST = APIConnectionError("reset", outcome_unknown=True)
+GONE = NotFoundError("not found", status_code=404)
+
+
+@pytest.mark.parametrize(
+    ("exc", "acted"),
+    [
+        (APIConnectionError("x", outcome_unknown=True), True),
+        (APITimeoutError("x", outcome_unknown=True), True),
+        (ServerError("x", status_code=503), True),
+        (APIConnectionError("x", outcome_unknown=False), False),
+        (RateLimitError("x", retry_after=5), False),
+        (GONE, False),
+        (ValueError("not ours"), False),
+    ],
+)
+def test_what_may_have_acted_on_the_server(exc: BaseException, acted: bool) -> None:
+    assert policy.may_have_acted(exc) is acted
+
+
+def test_only_a_delete_404_after_an_unsure_attempt_is_done_before() -> None:
+    assert policy.done_before(DELETE, GONE, unsure=True)
+    assert not policy.done_before(DELETE, GONE, unsure=False)
+    assert not policy.done_before(READ, GONE, unsure=True)
+    assert not policy.done_before(UPDATE, GONE, unsure=True)
+    assert not policy.done_before(DELETE, ServerError("x", status_code=503), unsure=True)
+
+
+async def _delete_with(*errors: BaseException) -> tuple[Any, list[int]]:
+    numbers: list[int] = []
+    script = list(errors)
+
+    async def attempt(request: ApiRequest, extra: str, number: int) -> str:
+        numbers.append(number)
+        if script:
+            raise script.pop(0)
+        return "deleted"
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    return await RetryLoop(policy, sleep=sleep)(attempt, DELETE, "terms"), numbers
+
+
+@pytest.mark.parametrize(
+    "before",
+    [(LOST,), (ServerError("busy", status_code=503),), (LOST, RateLimitError("x", retry_after=1))],
+)
+async def test_a_delete_retried_after_its_answer_was_lost_finds_it_gone_and_succeeds(
+    before: tuple[BaseException, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="fathom_async"):
+        result, numbers = await _delete_with(*before, GONE)
+    assert result is None  # a success with no body, as a 204
+    assert numbers == list(range(1, len(before) + 2))
+    [record] = [r for r in caplog.records if "found it gone" in r.getMessage()]
+    assert record.levelno == logging.DEBUG
+    assert "DELETE /sites/A" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "before",
+    [(), (RateLimitError("x", retry_after=1),), (APIConnectionError("x", outcome_unknown=False),)],
+)
+async def test_a_delete_404_stays_not_found_unless_an_earlier_attempt_may_have_acted(
+    before: tuple[BaseException, ...],
+) -> None:
+    with pytest.raises(NotFoundError):
+        await _delete_with(*before, GONE)
+
+
+async def test_a_read_404_after_a_lost_answer_stays_not_found() -> None:
+    async def attempt(request: ApiRequest, number: int) -> str:
+        raise LOST if number == 1 else GONE
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    with pytest.raises(NotFoundError):
+        await RetryLoop(policy, sleep=sleep)(attempt, READ)

@@ -60,10 +60,14 @@ class Resource:
 
         return AsyncPager(fetch, limit=size, starting_after=after, ending_before=before)
 
-    async def _delete(self, request: ApiRequest, object_id: str | None) -> Deleted:
+    async def _delete(
+        self, request: ApiRequest, object_id: str | None, *, name: str | None = None
+    ) -> Deleted:
         data: Any = await self._client._request(request)
-        if data is None:  # 204 or an empty body: the API had nothing more to say
-            return Deleted(deleted=True, id=object_id)
+        if data is None:
+            # A 204 or an empty body, or a retry that found the object gone after an
+            # attempt whose answer was lost (see `_retry`): deleted, nothing more said.
+            return Deleted(deleted=True, id=object_id, name=name)
         return self._client._converter.structure(data, Deleted)
 
     async def _wipe(self, request: ApiRequest, what: str) -> Wiped:

@@ -156,8 +156,9 @@ class EventsResource(Resource):
                 `acquire_timeout`; nothing was sent.
         """
         path = build_path("sites", ("site_id", site_id), "events")
-        query = (("name", check_name("name", name, MAX_NAME)),)
-        return await self._delete(ApiRequest("DELETE", path, "entity", query=query), None)
+        name = check_name("name", name, MAX_NAME)
+        request = ApiRequest("DELETE", path, "entity", query=(("name", name),))
+        return await self._delete(request, None, name=name)
 
     async def set_currency(self, site_id: str, name: str, currency: Currency) -> Event:
         """Set the currency of the event(s) with this name (the newer API's call).

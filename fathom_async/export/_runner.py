@@ -141,10 +141,22 @@ def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
     return index, count
 
 
+def bulk_view(client: FathomClient) -> FathomClient:
+    """The client at bulk priority, waiting for its slots as long as that takes.
+
+    The client's own `acquire_timeout` is meant for a caller who would rather fail
+    than wait (a web request); bulk work behind a full window has nothing better to
+    do than wait, so a dashboard's client passed to an export must not fail it.
+    """
+    return client.with_options(priority="bulk", acquire_timeout=None)
+
+
 class Export:
     """One export (or one shard of it) into `directory`; resumable by running it again.
 
     Iterate `progress()` for `ExportProgress` events, or `await run()` for the summary.
+    It uses the client's limiter at bulk priority and without its `acquire_timeout`
+    (`bulk_view`): an export waits for its slots however full the windows are.
     """
 
     def __init__(
@@ -160,7 +172,7 @@ class Export:
             raise ValidationError("spec", spec, "an ExportSpec")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError("concurrency", concurrency, "an int >= 1")
-        self.client = client.with_options(priority="bulk")
+        self.client = bulk_view(client)
         self.spec = spec
         self.directory = Path(directory)
         self.shard = check_shard(shard)

@@ -4,6 +4,8 @@
     ├── ValidationError            bad input, raised before any request (also ValueError)
     ├── ClientClosedError          the client was used after close (also RuntimeError)
     ├── AcquireTimeoutError        no rate-limit slot within acquire_timeout (also TimeoutError)
+    ├── RateLimiterUnavailableError  the Redis budget did not answer, or was closed (_redis)
+    ├── PlanMismatchError          an export or load with other arguments (export._manifest)
     ├── APIResponseError           a response we could not understand (truncated, not JSON, ...)
     ├── APIConnectionError         the request never produced a response
     │   └── APITimeoutError        ... because it timed out
@@ -16,6 +18,10 @@
         ├── UnprocessableEntityError    422
         ├── RateLimitError              429
         └── ServerError                 5xx
+
+The two marked with a module are defined there, beside what raises them; the rest
+are here. The guide's "Errors and retries" page has the same tree, with what to do
+about each. Keep the two in step.
 
 No message built here ever contains the API token: messages are made from the API's
 own error text, status codes and the names of fields.

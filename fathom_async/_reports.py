@@ -11,7 +11,8 @@
 - Cache (optional, `FathomClient(report_cache=ReportCache())`): answers are kept
   as the decoded JSON under a hash of the token and the normalised query. What is
   cached (see `ReportCacheBackend`): an aggregation whose `date_to` is over an
-  hour in the past (a closed range) for `ttl`; any other aggregation for
+  hour in the past on the site's clock (a closed range, `is_closed_range`) for
+  `ttl`; any other aggregation for
   `open_ttl` (0, not cached, by default); current visitors never, unless the call
   passes `max_age=`. Per call, `cache=False` bypasses the cache and `max_age=s`
   accepts only an answer at most `s` seconds old (and keeps the fresh one at
@@ -343,14 +344,22 @@ class ReportCacheBackend(abc.ABC):
     """Where report answers are kept; subclass it for another store.
 
     Args:
-        ttl: seconds to keep an aggregation over a closed range (`date_to` over an
-            hour in the past on the site's wall clock).
+        ttl: seconds to keep an aggregation over a closed range: its `date_to` over
+            an hour in the past on the site's wall clock. With the query's
+            `timezone=` that clock is exact; without it, "now" is read on the
+            westernmost clock (UTC-12), so `date_to` must lie over 13 hours before
+            the current UTC time, read as UTC.
         open_ttl: seconds to keep any other aggregation (a range still open, or
             none given); 0, the default, does not cache them.
 
     Current visitors are kept only when a call passes `max_age=`. A failing store
     never fails a report: the error is logged and counted, and the call goes to
     the API. Values are decoded JSON (never None).
+
+    A subclass implements three methods: `_now()`, the clock that stamps entries
+    (seconds); `_load(key)`, which returns `(stored_at, value)` for a live entry or
+    None; and `_store(key, value, ttl)`, which keeps the value, stamped with
+    `_now()`, for `ttl` seconds. `get()`, `set()` and `stats` are built on them.
     """
 
     def __init__(self, *, ttl: float = 3600.0, open_ttl: float = 0.0) -> None:

@@ -372,14 +372,22 @@ class AggregationsResource(Resource):
 
         The rows are an `AggregationRows`, an immutable sequence kept as typed
         columns: each row is made when first touched, and `.to_pandas()`,
-        `.to_polars()` and `.to_dicts()` read the columns without making rows;
-        `.truncated` is set when a call returned exactly `limit` rows. Identical
-        queries in flight at once share one request.
+        `.to_polars()` and `.to_dicts()` read the columns without making rows.
+        `.truncated` is set, and a warning logged, when rows may be missing: a call
+        came back with exactly its row cap (the API's default 500 for a field
+        grouping without `limit`, or the split's per-call `limit`) and could not be
+        split further. A top-N query, one that passes `limit=` without `split`, gets
+        the N rows it asked for: it is never marked truncated. Identical queries in
+        flight at once share one request.
 
         Args:
             entity: `"pageview"` or `"event"`; it decides which `aggregates` are
                 allowed (`PageviewAggregate` or `EventAggregate` in
                 `fathom_async.types`, checked by type checkers too).
+            timezone: deprecated by Fathom's newest API description, where reports
+                use the site's own timezone. If given, it must be the site's zone:
+                the client uses it for DST-safe splitting, for the cache's closed
+                ranges and to label dates.
             split: run a long range as several calls (see `plan()`, which tells the
                 cost first): hour grouping over 7 days, or more periods than
                 `limit` (1000 if not given). A call that still comes back full is

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 import click
@@ -244,21 +244,30 @@ def _run(work: Callable[[], Awaitable[T]], *, resume: str | None = None) -> T:
                          markup=False, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
     except (CliUsageError, ValidationError, PlanMismatchError) as exc:
-        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        sys.exit(EXIT_USAGE)
+        _usage_error(exc)
     except FathomError as exc:
         stderr.print(f"[red]API error:[/red] {type(exc).__name__}: {escape(str(exc))}",
                      highlight=False)
         sys.exit(EXIT_API_ERROR)
 
 
-def _resume_command(argv: Sequence[str]) -> str:
+def _usage_error(exc: Exception) -> NoReturn:
+    stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    sys.exit(EXIT_USAGE)
+
+
+def _resume_command(argv: Sequence[str], pinned: Sequence[tuple[str, str]] = ()) -> str:
     """The command line again, with the secrets left to the environment.
 
     `--token` is always dropped; `--redis-url` is kept unless it holds credentials (a
     user, a password or a query), in which case a shell comment says to set
-    `$FATHOM_REDIS_URL` instead.
+    `$FATHOM_REDIS_URL` instead. `pinned` options (name, value) are added when the
+    command line left them to a default that moves, such as the export's dates: an
+    export resumed after midnight must ask for the same days, or it is another plan.
     """
+    given = {word.partition("=")[0] for word in argv}
+    argv = [*argv, *(word for name, value in pinned if name not in given
+                     for word in (name, value))]
     words, hidden_redis = ["fathom-async"], False
     index = 0
     while index < len(argv):
@@ -521,8 +530,9 @@ progress_interval_option = click.option(
 _SELECTION = (
     click.option("--sites", "site_ids", default=None, help="comma list (default: every site)"),
     click.option("--from", "date_from", default=None,
-                 help="YYYY-MM-DD (default: 90 days ago)"),
-    click.option("--to", "date_to", default=None, help="YYYY-MM-DD (default: today)"),
+                 help="YYYY-MM-DD (default: 89 days before --to's default: 90 days)"),
+    click.option("--to", "date_to", default=None,
+                 help="YYYY-MM-DD (default: today, the UTC date)"),
     click.option("--granularity", type=click.Choice(DATE_GROUPINGS), default="day",
                  show_default=True),
     click.option("--pageview-aggregates", default=",".join(AGGREGATES["pageview"]),
@@ -563,11 +573,16 @@ def export(settings: Settings, directory: Path, site_ids: str | None, entities: 
            quiet: bool, progress_interval: float) -> None:
     """Export sites, events, milestones and reports to files; run again to resume."""
     today = datetime.now(timezone.utc).date()
+    try:
+        first = _day(date_from, "--from") or today - timedelta(days=89)
+        last = _day(date_to, "--to") or today
+    except ValidationError as exc:
+        _usage_error(exc)
 
     async def work() -> None:
         spec = ExportSpec(
-            date_from=_day(date_from, "--from") or today - timedelta(days=89),
-            date_to=_day(date_to, "--to") or today,
+            date_from=first,
+            date_to=last,
             sites=_csv_option(site_ids),
             entities=_csv_option(entities) or [],  # type: ignore[arg-type]
             granularity=granularity,  # type: ignore[arg-type]
@@ -585,7 +600,8 @@ def export(settings: Settings, directory: Path, site_ids: str | None, entities: 
         assert summary is not None
         _summary_table(job)
 
-    _run(work, resume=_resume_command(sys.argv[1:]))
+    pinned = (("--from", first.isoformat()), ("--to", last.isoformat()))
+    _run(work, resume=_resume_command(sys.argv[1:], pinned))
 
 
 async def report_progress(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +74,31 @@ def test_an_interrupted_export_exits_130_with_a_resume_command(
     monkeypatch.setattr(Export, "progress", interrupted)
     monkeypatch.setattr("sys.argv", ["fathom-async", "--token", SECRET, "export", "--out",
                                      str(tmp_path)])
+    started = datetime.now(timezone.utc).date()
     result = run(*EMULATOR, "export", "--out", str(tmp_path))
     assert result.exit_code == 130
     assert "Resume with:" in result.stderr
     assert f"export --out {tmp_path}" in result.stderr
     assert SECRET not in result.output
+    # The default dates move at midnight: the resume command pins the ones this run used.
+    pinned = re.search(r"--from (\S+) --to (\S+)", result.stderr)
+    assert pinned is not None
+    first, last = (date.fromisoformat(day) for day in pinned.groups())
+    assert last - first == timedelta(days=89)
+    assert last in {started, datetime.now(timezone.utc).date()}
+
+
+def test_the_resume_command_keeps_dates_the_user_gave() -> None:
+    command = _cli._resume_command(["export", "--from=2024-01-01"],
+                                   [("--from", "2024-03-01"), ("--to", "2024-03-31")])
+    assert command == "fathom-async export --from=2024-01-01 --to 2024-03-31"
+
+
+def test_a_bad_export_date_exits_2_before_any_request(tmp_path: Path) -> None:
+    result = run(*EMULATOR, "export", "--out", str(tmp_path), "--from", "yesterday")
+    assert result.exit_code == 2
+    assert "--from" in result.stderr
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_the_token_is_never_echoed(tmp_path: Path) -> None:

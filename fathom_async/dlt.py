@@ -135,10 +135,11 @@ def fathom_source(
             and with no `acquire_timeout`: the load waits for its slots), a token, or
             None for `$FATHOM_API_TOKEN`.
         sites: site ids to load (default: every site the token can see).
-        start_date: the first day of the first load (default: 89 days before today's
-            UTC date, 90 days in all, moved back to the start of its period). Later loads continue from where
-            the last one stopped. With month or year periods, start on a period's
-            first day: otherwise the first row counts only part of its period.
+        start_date: the first day of the first load (default: 89 days before
+            today's UTC date, 90 days in all, moved back to the start of its
+            period). Later loads continue from where the last one stopped. With
+            month or year periods, start on a period's first day: otherwise the
+            first row counts only part of its period.
         end_date: the last day to load (default: today on each site's clock).
         granularity: the report tables' period (`"hour"`, `"day"`, `"month"`,
             `"year"`), as in `ExportSpec`. This and the four below decide the

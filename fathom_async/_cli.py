@@ -15,8 +15,10 @@ rate limits sped up so a demo export takes seconds rather than hours.
 
 `--redis-url` (default `$FATHOM_REDIS_URL`) keeps the rate limits on Redis
 (`RedisRateLimits`), so every process sharing `--limiter-key` spends one budget:
-`export --shard i/n` workers, or a loader next to a dashboard. The URL may hold a
-password, so it is never printed either.
+`export --shard i/n` workers, or a loader next to a dashboard. `--reserve-reports N`
+is that budget's reserve, which every process sharing it must use alike (a dashboard
+with `reserve={"reports": 2}` needs exports run with `--reserve-reports 2`). The URL
+may hold a password, so it is never printed either.
 
 Progress goes to stderr: a bar on a terminal; elsewhere (a log file, CI, cron) a plain
 line every `--progress-interval` seconds, because a redrawn bar is unreadable in a log
@@ -111,6 +113,7 @@ class Settings:
     config: Path = DEFAULT_CONFIG
     redis_url: str | None = attrs.field(default=None, repr=False)
     limiter_key: str | None = None
+    reserve_reports: int = 0
 
 
 def _config_file(path: Path | None) -> Path:
@@ -174,6 +177,7 @@ def _redis_limits(settings: Settings, token: str) -> RedisRateLimits:
             key=settings.limiter_key or _default_limiter_key(token),
             entity=(2000, 3600 / scale),
             reports=(10, 60 / scale),
+            reserve={"reports": settings.reserve_reports},
         )
     except ValidationError as exc:  # its value is the URL with any password removed
         raise CliUsageError(
@@ -340,10 +344,15 @@ format_option = click.option(
 @click.option("--limiter-key", default=None, metavar="KEY",
               help="the shared budget's name on Redis; processes with the same key share"
                    " one budget (default: derived from the token)")
+@click.option("--reserve-reports", type=click.IntRange(0, 9), default=0, show_default=True,
+              metavar="N",
+              help="report slots of every minute that bulk work (an export) leaves to"
+                   " interactive calls on the shared budget; every process sharing the key"
+                   " must use the same N (needs --redis-url)")
 @click.pass_context
 def cli(ctx: click.Context, token: str | None, base_url: str | None, config: Path | None,
         emulator: bool, seed: int, demo_pageviews: int, redis_url: str | None,
-        limiter_key: str | None) -> None:
+        limiter_key: str | None, reserve_reports: int) -> None:
     """Talk to the Fathom Analytics API: list, report, export.
 
     \b
@@ -363,6 +372,11 @@ def cli(ctx: click.Context, token: str | None, base_url: str | None, config: Pat
             "--limiter-key names a budget shared on Redis: give --redis-url"
             " (or set $FATHOM_REDIS_URL) too"
         )
+    if reserve_reports and not redis_url:
+        raise click.UsageError(
+            "--reserve-reports is the reserve of a budget shared on Redis: give"
+            " --redis-url (or set $FATHOM_REDIS_URL) too"
+        )
     file_token, file_base = _config_token(config)
     ctx.obj = Settings(
         token=token or os.environ.get("FATHOM_API_TOKEN") or file_token or None,
@@ -373,6 +387,7 @@ def cli(ctx: click.Context, token: str | None, base_url: str | None, config: Pat
         config=_config_file(config),
         redis_url=redis_url,
         limiter_key=limiter_key,
+        reserve_reports=reserve_reports,
     )
 
 

@@ -25,14 +25,23 @@ loaded again on `NOSCRIPT`) decides atomically, with `now = TIME`:
   `_window` carries over.
 - a process asks for the waiters that may go, as a string of classes in serving order
   (`I` interactive, `B` bulk); it gets those the window allows at `now`, and when one
-  is left over a **turn**: the exact time its next slot is due, counting the turns
-  already promised to others. Turns are the line: a newcomer may not take a slot
-  promised to a process already waiting.
+  is left over a **turn** of the class that was short: the exact time its next slot
+  is due, counting the turns already promised to others. Turns are the line, with
+  the in-process order across processes: an interactive grant waits only behind
+  interactive turns, so bulk turns never keep it from the reserve; a bulk grant waits
+  behind every turn. A newcomer may not take a slot promised to a process already
+  waiting in its line; the holder of a turn keeps its place in its line. (Aging is
+  per process: across processes, a bulk turn yields to interactive ones.)
 - the process sleeps until its turn (measured from when the reply arrived, so it
   never wakes before Redis's clock reaches it), then asks again with its ticket: the
   script grants the turn if the window, pause and budget still allow it, and in the
   same call grants more or hands out the next turn. Under contention that is one
-  round trip per grant. A turn nobody confirms expires after `_TURN_GRACE` seconds.
+  round trip per grant.
+- a turn must not outlive its reason: when nobody here waits for it any more (the
+  waiters left, timed out or failed their deadline), or an interactive turn is left
+  to bulk waiters only, the process gives it up (or trades it for a bulk turn) at
+  once, and `aclose()` gives up every turn of the instance. A turn nobody confirms,
+  a crashed process's, expires `_TURN_GRACE` seconds after it was due.
 - no jitter: a turn is a promise of one slot to one process, not a race.
 
 Why not pyrate-limiter's Redis bucket or `limits`' storage: both answer "yes" or
@@ -47,6 +56,9 @@ Within a process
 Each event loop has its own queue per bucket, its own Redis connection
 (`_redis_client.RedisConnector`) and one task per bucket (the driver) that talks to
 Redis for all its waiters, so round trips are per loop and per slot, not per waiter.
+Until its first answer a process does not know the window; once it does, waiters
+whose deadline comes before the earliest slot of their class fail at once, with
+`next_slot_in`, as in `RateLimits`.
 `max_in_flight` is a **per-process** cap, not shared through Redis. `stats()` counts
 round trips (script calls, `NOSCRIPT` reloads included) and grants.
 
@@ -172,22 +184,22 @@ class _Reply:
 
     __slots__ = (
         "budget", "budget_until", "gen", "granted_at", "in_window", "lost", "now", "opens_at",
-        "opens_bulk_at", "pause", "turn",
+        "opens_bulk_at", "pause", "turn", "turn_class",
     )
 
     def __init__(self, raw: Sequence[bytes | str | int]) -> None:
-        gen = raw[2]
-        self.gen = gen.decode() if isinstance(gen, bytes) else str(gen)
+        self.gen = _text(raw[2])
         self.lost = int(raw[0]) != 0
         # Per position asked for: the grant time, or 0 for no grant.
         self.granted_at: list[int] = []
+        # The class of the turn promised ("I" or "B"), "" for none.
+        self.turn_class = ""
         if self.lost:
             numbers = [int(raw[1]), 0, 0, -1, 0, 0, 0, 0]
         else:
-            times = raw[3]
-            text = times.decode() if isinstance(times, bytes) else str(times)
-            self.granted_at = [int(t) for t in text.split()]
+            self.granted_at = [int(t) for t in _text(raw[3]).split()]
             numbers = [int(v) for v in (raw[1], *raw[4:11])]
+            self.turn_class = _text(raw[11])
         (
             self.now, self.turn, self.pause, budget, self.budget_until, self.in_window,
             self.opens_at, self.opens_bulk_at,
@@ -239,9 +251,34 @@ class _RedisQueue(WaitQueue):
         self.owner = owner
         self.driver: asyncio.Task[None] | None = None
         self.ticket: str | None = None  # our turn in Redis's line, while we hold one
-        self.turn_for = "I"  # the class the turn was asked for ("B": only bulk was short)
+        self.turn_for = "I"  # the class of that turn: "I" interactive, "B" bulk
         self.nudge: asyncio.Future[None] | None = None  # set: stop sleeping, ask now
         self.refunds: list[int] = []  # grants nobody used, to give back
+
+    def turn_stale(self) -> bool:
+        """Whether our turn stands in others' way for nobody here: give it up now.
+
+        A turn nobody here waits for, or an interactive turn left to bulk waiters,
+        would hold back other processes' interactive calls until it came.
+        """
+        if self.ticket is None:
+            return False
+        if self._head("interactive") is not None:
+            return False
+        return self.turn_for == "I" or self._head("bulk") is None
+
+    def ask_again(self, asked: int) -> bool:
+        """Whether to ask Redis again at once rather than sleep until our turn.
+
+        Yes when the turn is stale, or when it is a bulk turn and an interactive call
+        came after the waiter numbered `asked` (while we asked): the reserve may serve
+        it now. One that was there already was asked for, or left out by the
+        in-flight cap, and a release pumps again.
+        """
+        if self.turn_stale():
+            return True
+        head = self._head("interactive")
+        return self.turn_for == "B" and head is not None and head.seq > asked
 
     def pump(self) -> None:
         owner = self.owner
@@ -249,9 +286,12 @@ class _RedisQueue(WaitQueue):
         if (
             nudge is not None
             and not nudge.done()
-            and self.turn_for == "B"
-            and self._head("interactive") is not None
-        ):  # the reserve may serve an interactive call before the bulk turn comes
+            and (
+                self.turn_stale()
+                # the reserve may serve an interactive call before the bulk turn comes
+                or (self.turn_for == "B" and self._head("interactive") is not None)
+            )
+        ):
             nudge.set_result(None)
         if (
             self.driver is None
@@ -393,9 +433,11 @@ class RedisRateLimits(_QueuedLimits):
             if self._prober is not None and self._prober.get_loop() is here:
                 tasks.append(self._prober)
             self._prober = self._back = None
+            turns = False
             for loop, queues in self._loops.items():
                 for name, queue in queues.items():
                     closed = RateLimiterUnavailableError(name, "the limiter was closed")
+                    turns = turns or queue.ticket is not None
                     driver, queue.driver, queue.ticket = queue.driver, None, None
                     if loop is here:
                         queue.settle(closed)
@@ -409,6 +451,11 @@ class RedisRateLimits(_QueuedLimits):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if turns:
+                # Left in Redis, our turns would hold others back until they expired.
+                # Best effort: unanswered, they still expire after `_TURN_GRACE`.
+                with contextlib.suppress(_Unavailable, RuntimeError):
+                    await self._leave()
             await self._connector.aclose()
         finally:
             self._closing = False
@@ -497,7 +544,13 @@ class RedisRateLimits(_QueuedLimits):
         lane.pending_pause = 0
         del queue.refunds[: len(refunds)]
         queue.ticket = new_ticket if reply.turn else None
+        queue.turn_for = reply.turn_class or "I"
         return reply
+
+    async def _leave(self) -> None:
+        """Give up in Redis every turn this instance holds, in any loop (closing)."""
+        for lane in self._lanes.values():
+            await self._call(lane, ["leave", f"{self._id}:"])
 
     async def _drive(self, queue: _RedisQueue) -> None:
         """Ask Redis for what the queue may use now; sleep until our turn; repeat."""
@@ -508,13 +561,10 @@ class RedisRateLimits(_QueuedLimits):
                 if not order and queue.ticket is None and not queue.refunds:
                     return
                 classes = "".join("B" if waiter.bulk else "I" for _, waiter in order)
+                asked = queue.seq
                 reply = await self._take(queue, classes)
                 self._serve(queue, reply, order)
-                if queue.ticket is not None:
-                    # An interactive call still waiting: the turn is its. Otherwise one
-                    # arriving may be served by the reserve sooner (see pump()).
-                    short = queue._head("interactive") is not None
-                    queue.turn_for = "I" if short else "B"
+                if queue.ticket is not None and not queue.ask_again(asked):
                     await self._sleep(queue, max(reply.turn - reply.now, 0) / _US - _EARLY)
         except _Unavailable as exc:
             queue.ticket = None
@@ -559,8 +609,10 @@ class RedisRateLimits(_QueuedLimits):
             with lane.lock:
                 lane.history.append(granted_us)
             queue.serve(priority, waiter, queue.permit(granted_us / _US, queue.give_back))
-        for once in [w for q in queue.queues.values() for w in q if w.once]:
-            queue.end(once, queue.timed_out(0.0))  # timeout=0: this answer was theirs
+        for _, waiter in order:  # timeout=0 and asked in this call: the answer was theirs
+            if waiter.once and not waiter.future.done():
+                queue.end(waiter, queue.timed_out(0.0, bulk=waiter.bulk))
+        queue.end_hopeless()  # now we know the window: deadlines it cannot meet fail now
         if queue.refunds and queue.driver is None:
             queue.pump()
 
@@ -692,8 +744,10 @@ class RedisRateLimits(_QueuedLimits):
             queue._head("interactive") is not None
             or (priority == "bulk" and (queue.waiting() or queue.ticket is not None))
             or (queue.ticket is not None and queue.turn_for == "I")
+            or queue.places.free() == 0  # the in-flight cap: nothing could be asked for
         ):
-            raise queue.timed_out(0.0)  # others are ahead: no first answer is ours
+            # others are ahead: no first answer is ours
+            raise queue.timed_out(0.0, bulk=priority == "bulk")
         result = await queue.wait(priority, timeout)
         if result is _LOCAL:
             left = None if timeout is None else max(started + timeout - loop.time(), 0.0)
@@ -803,6 +857,8 @@ def _wake(nudge: asyncio.Future[None]) -> None:
         nudge.set_result(None)
 
 
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _evalsha(client: Any, sha: str, keys: Sequence[str], argv: Sequence[str | int]) -> Any:

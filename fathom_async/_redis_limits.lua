@@ -1,10 +1,12 @@
 -- The shared rate-limit window of one bucket (see fathom_async/_redis.py).
--- KEYS: grants (sorted set of grant times), turns (sorted set of promised times),
---       state (hash: pause, budget, until, seq), generation (string).
+-- KEYS: grants (sorted set of grant times), turns (sorted set of promised times; a
+--       member is the turn's class, 'I' or 'B', then its ticket), state (hash: pause,
+--       budget, until, seq), generation (string).
 -- ARGV: op, limit, period, grace, known generation, reserve, early, then per op:
 --   take:    classes ('I'/'B' per wanted grant, in serving order), ticket, new ticket,
 --            seeds, full re-seed flag, seed pause, refunds
 --   observe: pause (-1: none), remaining (-1: none), reset (-1: none)
+--   leave:   a ticket prefix: every turn whose ticket starts with it is given up
 -- Times are microseconds of Redis time (TIME). Grant times only ever grow: a grant
 -- may be recorded up to `early` in the future (a turn confirmed early), and every
 -- later grant is recorded no earlier, so the sorted set is in grant order.
@@ -49,17 +51,17 @@ local function blocked_at(promised, held)
   if budget and budget - promised - held <= 0 and budget_until > at then at = budget_until end
   return at
 end
-local function line_at(q, room)
+-- `turns` are the due times of the turns a grant waits behind, in order: each counts
+-- as a grant made before ours.
+local function line_at(turns, room)
   local card = redis.call('ZCARD', G)
-  local idx = card + q - room
+  local idx = card + #turns - room
   if idx < 0 then return 0 end
-  local row
   if idx < card then
-    row = redis.call('ZRANGE', G, idx, idx, 'WITHSCORES')
-  else
-    row = redis.call('ZRANGE', T, idx - card, idx - card, 'WITHSCORES')
+    local row = redis.call('ZRANGE', G, idx, idx, 'WITHSCORES')
+    return tonumber(row[2]) + period
   end
-  return tonumber(row[2]) + period
+  return turns[idx - card + 1] + period
 end
 local function last_grant()
   local row = redis.call('ZRANGE', G, -1, -1, 'WITHSCORES')
@@ -70,7 +72,7 @@ local function class_of(c)
   if c == 'B' then return limit - reserve, reserve end
   return limit, 0
 end
-local granted_at, turn = {}, 0
+local granted_at, turn, turn_class = {}, 0, ''
 if op == 'take' then
   local classes = ARGV[8]
   local ticket, new_ticket = ARGV[9], ARGV[10]
@@ -99,8 +101,38 @@ if op == 'take' then
     if row[1] then redis.call('ZREM', G, row[1]) end
   end
   redis.call('ZREMRANGEBYSCORE', T, '-inf', '(' .. fmt(now - grace))
-  local holder = ticket ~= '' and redis.call('ZREM', T, ticket) == 1
-  local q = redis.call('ZCARD', T)
+  local held_turn = ''  -- the class of the turn the caller confirms, if it holds one
+  if ticket ~= '' then
+    if redis.call('ZREM', T, 'I' .. ticket) == 1 then held_turn = 'I'
+    elseif redis.call('ZREM', T, 'B' .. ticket) == 1 then held_turn = 'B' end
+  end
+  -- The line: interactive turns go before every bulk grant, as interactive waiters do
+  -- within a process; bulk turns only before bulk grants, so they never keep an
+  -- interactive call from the reserve. The holder of a turn keeps its place in the
+  -- line of its turn's class: its first grant of that class waits behind no turn of
+  -- that class.
+  local all_turns, interactive_turns, no_turns = {}, {}, {}
+  local rows = redis.call('ZRANGE', T, 0, -1, 'WITHSCORES')
+  for j = 1, #rows, 2 do
+    local due = tonumber(rows[j + 1])
+    all_turns[#all_turns + 1] = due
+    if string.sub(rows[j], 1, 1) == 'I' then interactive_turns[#interactive_turns + 1] = due end
+  end
+  local function line_of(c, own)
+    if c == 'I' then
+      if own then return no_turns end
+      return interactive_turns
+    end
+    if own then return interactive_turns end
+    return all_turns
+  end
+  -- When a grant of class c may happen; `own`: the caller's place in c's line is first.
+  local function due_at(c, own)
+    local room, held = class_of(c)
+    local turns = line_of(c, own)
+    return math.max(window_at(room), blocked_at(#turns, held), line_at(turns, room),
+                    last_grant(), now)
+  end
   -- Serve in order; an interactive that may not go stops the rest (bulk could not
   -- go either); a bulk held back by the reserve lets later interactives try.
   -- A slot due within `early` is granted now and recorded at its due time: the
@@ -110,13 +142,10 @@ if op == 'take' then
     local c = string.sub(classes, i, i)
     local t = 0
     if not stopped and not (c == 'B' and bulk_held) then
-      local room, held = class_of(c)
-      local at = math.max(window_at(room), blocked_at(0, held), last_grant(), now)
-      if not (holder and granted == 0) then
-        at = math.max(at, line_at(q, room), blocked_at(q, held))
-      end
+      local at = due_at(c, c == held_turn)
       if at <= now + early then
         t = at
+        if c == held_turn then held_turn = '' end
         redis.call('ZADD', G, fmt(t), 'g' .. redis.call('HINCRBY', S, 'seq', 1))
         redis.call('ZREMRANGEBYRANK', G, 0, -(limit + 1))
         if budget then budget = budget - 1 end
@@ -130,15 +159,19 @@ if op == 'take' then
     end
   end
   if short ~= '' and new_ticket ~= '' then
-    local room, held = class_of(short)
-    turn = math.max(window_at(room), blocked_at(0, held), line_at(q, room), blocked_at(q, held),
-                    last_grant(), now)
-    redis.call('ZADD', T, fmt(turn), new_ticket)
+    turn = due_at(short, short == held_turn)
+    turn_class = short
+    redis.call('ZADD', T, fmt(turn), short .. new_ticket)
   end
   if budget then redis.call('HSET', S, 'budget', fmt(budget)) end
   local keep = math.ceil((period + grace) / 1000) + 1000
   redis.call('PEXPIRE', G, keep)
   if redis.call('ZCARD', T) > 0 then redis.call('PEXPIRE', T, keep) end
+elseif op == 'leave' then
+  local prefix = ARGV[8]
+  for _, member in ipairs(redis.call('ZRANGE', T, 0, -1)) do
+    if string.sub(member, 2, #prefix + 1) == prefix then redis.call('ZREM', T, member) end
+  end
 else
   local pause_for, remaining, reset = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
   if pause_for >= 0 and now + pause_for > pause then
@@ -167,4 +200,4 @@ local in_window = redis.call('ZCOUNT', G, '(' .. fmt(now - period), '+inf')
 local room_b, held_b = class_of('B')
 return {0, now, gen, table.concat(granted_at, ' '), turn, pause, budget or -1, budget_until, in_window,
         math.max(window_at(limit), blocked_at(0, 0)),
-        math.max(window_at(room_b), blocked_at(0, held_b))}
+        math.max(window_at(room_b), blocked_at(0, held_b)), turn_class}

@@ -473,7 +473,7 @@ class RateLimits(_QueuedLimits):
         self, queue: _LocalQueue, priority: Priority, timeout: float | None
     ) -> Awaitable[Permit]:
         if timeout is not None and timeout <= 0:
-            raise queue.timed_out(timeout)
+            raise queue.timed_out(timeout, bulk=priority == "bulk")
         return queue.wait(priority, timeout)
 
     def try_acquire(self, bucket: Bucket, *, priority: Priority = "interactive") -> Permit | None:

@@ -10,8 +10,9 @@ the next grant of a class happen. Everything about the callers lives here, once:
   hold at most `limit - reserve` grants in any window, aged or not. When the head is
   bulk and only the reserve is left, the first interactive waiter goes instead.
 - **Deadlines.** `timeout` bounds the wait; when the backend says the earliest grant
-  lies beyond the deadline, `AcquireTimeoutError` comes at once, and every timeout
-  says when the next slot is.
+  lies beyond the deadline, `AcquireTimeoutError` comes at once (on arrival, or as
+  soon as a backend that did not know yet learns it: `end_hopeless()`), and every
+  timeout says when the next slot of the waiter's class is.
 - **Cancellation.** A waiter that leaves takes nothing; one granted at the moment it
   was cancelled gives the slot back (`Permit.revoke`).
 - **In-flight cap.** `Places` counts held permits of a bucket across every loop.
@@ -160,16 +161,22 @@ class Places:
 
 
 class Waiter:
-    __slots__ = ("arrived", "bulk", "future", "once", "seq")
+    __slots__ = ("arrived", "bulk", "future", "once", "seq", "timeout")
 
     def __init__(
-        self, future: asyncio.Future[Any], seq: int, arrived: float, bulk: bool, once: bool
+        self,
+        future: asyncio.Future[Any],
+        seq: int,
+        arrived: float,
+        bulk: bool,
+        timeout: float | None = None,
     ) -> None:
         self.future = future  # result: a Permit, TIMEOUT, or a backend's signal
         self.seq = seq
         self.arrived = arrived
         self.bulk = bulk  # granted under the bulk share, however long it waited
-        self.once = once  # timeout=0: the backend's first answer decides
+        self.timeout = timeout
+        self.once = timeout == 0  # the backend's first answer decides
 
 
 class WaitQueue(abc.ABC):
@@ -213,7 +220,7 @@ class WaitQueue(abc.ABC):
                 raise self.timed_out(timeout, earliest - now)
         future: asyncio.Future[Any] = loop.create_future()
         self.seq += 1
-        waiter = Waiter(future, self.seq, now, bulk, once=timeout == 0)
+        waiter = Waiter(future, self.seq, now, bulk, timeout)
         queue = self.queues[priority]
         queue[waiter] = None
         timer = None
@@ -239,12 +246,16 @@ class WaitQueue(abc.ABC):
                 timer.cancel()
         if result is TIMEOUT:
             assert timeout is not None
-            raise self.timed_out(timeout)
+            raise self.timed_out(timeout, bulk=bulk)
         return result
 
-    def timed_out(self, timeout: float, next_slot_in: float | None = None) -> AcquireTimeoutError:
+    def timed_out(
+        self, timeout: float, next_slot_in: float | None = None, *, bulk: bool = False
+    ) -> AcquireTimeoutError:
+        """The error for a wait of `timeout` s; by default it says when the next slot
+        of the class (bulk or interactive) is, as far as the backend knows."""
         if next_slot_in is None:
-            earliest = self.earliest(False)
+            earliest = self.earliest(bulk)
             if earliest is not None:
                 next_slot_in = earliest - self.loop.time()
         if next_slot_in is not None:
@@ -254,6 +265,24 @@ class WaitQueue(abc.ABC):
     def _time_out(self, waiter: Waiter) -> None:
         self.end(waiter, TIMEOUT)
         self.pump()
+
+    def end_hopeless(self) -> None:
+        """Fail every waiter whose deadline comes before the earliest grant of its class.
+
+        What `wait()` checks on arrival, for a backend that learns the window only
+        later (Redis, after its first answer). The waiters get `AcquireTimeoutError`
+        with `next_slot_in`; the caller pumps again if it needs to.
+        """
+        now = self.loop.time()
+        earliest = {bulk: self.earliest(bulk) for bulk in (False, True)}
+        for waiter in [w for queue in self.queues.values() for w in queue]:
+            due = earliest[waiter.bulk]
+            if (
+                waiter.timeout is not None
+                and due is not None
+                and due > waiter.arrived + waiter.timeout + EPSILON
+            ):
+                self.end(waiter, self.timed_out(waiter.timeout, due - now))
 
     def end(self, waiter: Waiter, outcome: object) -> None:
         """Take a waiter out with a result (TIMEOUT, a signal) or an exception."""

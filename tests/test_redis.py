@@ -182,6 +182,225 @@ async def test_a_flushed_script_cache_is_loaded_again(
     assert limits.stats()["round_trips"] == before + 3  # NOSCRIPT, load, run
 
 
+# -- turns: interactive calls first, no stale turns ---------------------------------------
+
+
+def turns_key(limits: RedisRateLimits, bucket: str = "entity") -> str:
+    return limits._lanes[bucket].keys[1]  # type: ignore[index]
+
+
+async def turns_in_redis(server: RedisServer, limits: RedisRateLimits) -> int:
+    client = await raw_client(server)
+    try:
+        return int(await client.zcard(turns_key(limits)))
+    finally:
+        await client.aclose()
+
+
+async def waiting_with_a_turn(limits: RedisRateLimits, **kwargs: Any) -> asyncio.Task[Permit]:
+    """An `acquire` of the entity bucket, once Redis has promised its process a turn."""
+    promised = asyncio.Event()
+    real_take = limits._take
+
+    async def take(queue: Any, classes: str) -> Any:
+        reply = await real_take(queue, classes)
+        if queue.ticket is not None:
+            promised.set()
+        return reply
+
+    limits._take = take  # type: ignore[method-assign]
+    try:
+        task = asyncio.create_task(limits.acquire("entity", **kwargs))
+        await asyncio.wait_for(promised.wait(), 10)
+    finally:
+        limits._take = real_take  # type: ignore[method-assign]
+    return task
+
+
+async def driver_done(limits: RedisRateLimits) -> None:
+    """Until this process's driver has nothing left to tell Redis (10 s at most)."""
+    driver = limits._queue("entity").driver
+    if driver is not None:
+        await asyncio.wait_for(asyncio.shield(driver), 10)
+
+
+async def cancelled(*tasks: asyncio.Task[Permit]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_bulk_turns_of_other_processes_leave_the_reserve_to_an_interactive_call(
+    make: Make,
+) -> None:
+    a, b, c = (make(entity=(10, 3600.0), reserve={"entity": 2}) for _ in range(3))
+    await take(a, 8, priority="bulk")  # bulk's share of the window is spent
+    bulk_a = await waiting_with_a_turn(a, priority="bulk")
+    bulk_b = await waiting_with_a_turn(b, priority="bulk")
+    # Two processes wait with bulk turns; the reserve is still free for interactive work.
+    first = await c.acquire("entity", timeout=0)
+    second = await c.acquire("entity", timeout=0)
+    with pytest.raises(AcquireTimeoutError):  # the window is full now
+        await c.acquire("entity", timeout=0)
+    assert not bulk_a.done()
+    assert not bulk_b.done()
+    first.release()
+    second.release()
+    await cancelled(bulk_a, bulk_b)
+
+
+async def test_an_interactive_call_that_came_while_its_process_asked_for_bulk_uses_the_reserve(
+    make: Make,
+) -> None:
+    limits = make(entity=(10, 3600.0), reserve={"entity": 2})
+    await take(limits, 8, priority="bulk")
+    real_take = limits._take
+    came: asyncio.Future[asyncio.Task[Permit]] = asyncio.get_running_loop().create_future()
+
+    async def take_while_one_comes(queue: Any, classes: str) -> Any:
+        reply = await real_take(queue, classes)
+        if not came.done():  # it queues while the answer is on its way
+            came.set_result(asyncio.create_task(limits.acquire("entity")))
+            await asyncio.sleep(0)
+        return reply
+
+    limits._take = take_while_one_comes  # type: ignore[method-assign]
+    bulk = asyncio.create_task(limits.acquire("entity", priority="bulk"))
+    permit = await asyncio.wait_for(await came, 10)  # from the reserve, not in an hour
+    permit.release()
+    assert not bulk.done()
+    await cancelled(bulk)
+
+
+async def test_an_interactive_turn_goes_before_a_bulk_turn_promised_earlier(make: Make) -> None:
+    a, c = make(entity=(1, 0.3)), make(entity=(1, 0.3))
+    (first,) = await take(a, 1)
+    bulk = await waiting_with_a_turn(a, priority="bulk")
+    interactive = await waiting_with_a_turn(c)
+    permit_c, permit_a = await interactive, await bulk
+    assert first + 0.3 - 1e-6 <= permit_c.granted_at < permit_a.granted_at
+    assert permit_a.granted_at >= permit_c.granted_at + 0.3 - 1e-6
+    permit_a.release()
+    permit_c.release()
+
+
+async def test_a_cancelled_waiter_gives_its_turn_up_at_once(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a, c = make(entity=(1, 3600.0)), make(entity=(1, 3600.0))
+    (first,) = await take(a, 1)
+    waiting = await waiting_with_a_turn(a)
+    await cancelled(waiting)
+    await driver_done(a)  # not at the turn, an hour from now
+    assert await turns_in_redis(redis_server, a) == 0
+    reply = await c._take(c._queue("entity"), "I")  # next in line: the slot in an hour
+    assert reply.turn == round((first + 3600.0) * 1e6)
+
+
+async def test_a_waiter_that_timed_out_gives_its_turn_up_at_once(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a = make(entity=(1, 3600.0))
+    await take(a, 1)
+    waiting = await waiting_with_a_turn(a, timeout=7200)  # in time for the slot: it waits
+    queue = a._queue("entity")
+    queue._time_out(next(iter(queue.queues["interactive"])))  # as its timer would, at 7200 s
+    with pytest.raises(AcquireTimeoutError):
+        await waiting
+    await driver_done(a)
+    assert await turns_in_redis(redis_server, a) == 0
+
+
+async def test_an_interactive_turn_left_to_bulk_work_becomes_a_bulk_turn(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a, c = make(entity=(1, 3600.0)), make(entity=(1, 3600.0))
+    (first,) = await take(a, 1)
+    bulk = await waiting_with_a_turn(a, priority="bulk")
+    interactive = await waiting_with_a_turn(a)
+    queue = a._queue("entity")
+    assert queue.turn_for == "I"
+    traded = asyncio.Event()
+    real_take = a._take
+
+    async def take_and_tell(queue: Any, classes: str) -> Any:
+        reply = await real_take(queue, classes)
+        traded.set()
+        return reply
+
+    a._take = take_and_tell  # type: ignore[method-assign]
+    await cancelled(interactive)
+    await asyncio.wait_for(traded.wait(), 10)  # at once, not at the turn an hour away
+    assert queue.turn_for == "B"
+    assert await turns_in_redis(redis_server, a) == 1
+    reply = await c._take(c._queue("entity"), "I")  # not behind a's bulk turn
+    assert reply.turn == round((first + 3600.0) * 1e6)
+    assert not bulk.done()
+    await cancelled(bulk)
+
+
+async def test_a_closed_limiter_leaves_no_turn_behind(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a, b = make(entity=(1, 3600.0)), make(entity=(1, 3600.0))
+    await take(a, 1)
+    waiting = [await waiting_with_a_turn(a), await waiting_with_a_turn(b, priority="bulk")]
+    assert await turns_in_redis(redis_server, a) == 2
+    await a.aclose()
+    await b.aclose()
+    assert await turns_in_redis(redis_server, a) == 0
+    for task in waiting:
+        with pytest.raises(RateLimiterUnavailableError):
+            await task
+
+
+# -- deadlines --------------------------------------------------------------------------------
+
+
+async def test_a_first_wait_that_cannot_make_its_deadline_fails_at_once(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a, fresh = make(entity=(2, 3600.0)), make(entity=(2, 3600.0))
+    await take(a, 2)
+    with pytest.raises(AcquireTimeoutError) as caught:  # not after the 60 s
+        await asyncio.wait_for(fresh.acquire("entity", timeout=60), 10)
+    assert caught.value.next_slot_in is not None
+    assert 3590 < caught.value.next_slot_in <= 3600
+    assert 3590 < fresh.snapshot()["entity"].next_slot_in <= 3600
+    await driver_done(fresh)
+    assert await turns_in_redis(redis_server, fresh) == 0
+    assert fresh.snapshot()["entity"].waiting == {"interactive": 0, "bulk": 0}
+
+
+async def test_a_bulk_deadline_is_checked_against_the_bulk_share(make: Make) -> None:
+    a = make(entity=(10, 3600.0), reserve={"entity": 2})
+    fresh = make(entity=(10, 3600.0), reserve={"entity": 2})
+    await take(a, 8, priority="bulk")
+    with pytest.raises(AcquireTimeoutError) as caught:
+        await asyncio.wait_for(fresh.acquire("entity", priority="bulk", timeout=60), 10)
+    assert caught.value.next_slot_in is not None
+    assert 3590 < caught.value.next_slot_in <= 3600  # bulk's next slot, not the reserve's
+    (await fresh.acquire("entity", timeout=0)).release()  # the reserve was left alone
+
+
+async def test_waiters_queued_before_the_first_answer_get_their_deadlines_checked(
+    make: Make,
+) -> None:
+    a, fresh = make(entity=(1, 3600.0)), make(entity=(1, 3600.0))
+    await take(a, 1)
+    hopeless = [asyncio.create_task(fresh.acquire("entity", timeout=t)) for t in (30, 60)]
+    patient = asyncio.create_task(fresh.acquire("entity", timeout=7200))
+    for task in hopeless:
+        with pytest.raises(AcquireTimeoutError) as caught:
+            await asyncio.wait_for(task, 10)
+        assert caught.value.next_slot_in is not None
+        assert caught.value.next_slot_in > 3590
+    assert not patient.done()
+    await cancelled(patient)
+
+
 # -- server feedback ---------------------------------------------------------------------
 
 
@@ -338,6 +557,15 @@ async def test_timeout_zero_asks_redis_once(make: Make) -> None:
     (await limits.acquire("entity", timeout=0)).release()
     with pytest.raises(AcquireTimeoutError):
         await limits.acquire("entity", timeout=0)
+
+
+async def test_timeout_zero_fails_at_once_when_the_in_flight_cap_is_full(make: Make) -> None:
+    limits = make(entity=(100, 1.0), max_in_flight={"entity": 1})
+    held = await limits.acquire("entity")
+    with pytest.raises(AcquireTimeoutError):  # not when the permit is released
+        await asyncio.wait_for(limits.acquire("entity", timeout=0), 10)
+    held.release()
+    (await limits.acquire("entity", timeout=0)).release()
 
 
 async def test_a_cancelled_wait_leaves_the_queue(make: Make) -> None:

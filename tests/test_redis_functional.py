@@ -16,6 +16,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+from click.testing import CliRunner, Result
+
+from fathom_async import _cli
+from fathom_async import _redis as redis_module
+from fathom_async._redis import RedisRateLimits
 from tests.redis_server import RedisServer, redis_server, worker_command
 from tests.test_scheduler import max_in_any_window
 
@@ -159,3 +165,46 @@ def test_a_redis_restart_falls_back_to_local_limits_with_a_warning(
     # shared again and counts the grants made apart.
     assert max_in_any_window(grants, PERIOD) <= WORKERS * LIMIT
     assert max_in_windows_from(grants, restarted + 0.3) <= LIMIT
+
+
+# -- from the command line ----------------------------------------------------------------
+
+
+def run_cli(*args: str) -> Result:
+    environment = {"FATHOM_API_TOKEN": "", "FATHOM_BASE_URL": "", "FATHOM_CONFIG": "/nonexistent",
+                   "FATHOM_REDIS_URL": ""}
+    return CliRunner().invoke(_cli.cli, list(args), env=environment, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(("option", "reserve"), [([], 0), (["--reserve-reports", "2"], 2)])
+def test_the_command_line_shares_the_reserve_it_is_given(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, option: list[str], reserve: int
+) -> None:
+    made: list[RedisRateLimits] = []
+
+    class Recording(RedisRateLimits):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(redis_module, "RedisRateLimits", Recording)
+    result = run_cli("--emulator", "--demo-pageviews", "100", "--redis-url", redis_server.url,
+                     "--limiter-key", uuid.uuid4().hex, *option, "sites", "list")
+    assert result.exit_code == 0, result.output
+    assert [limits.reserve for limits in made] == [{"entity": 0, "reports": reserve}]
+
+
+@pytest.mark.parametrize("value", ["-1", "10", "two"])
+def test_a_reserve_the_reports_limit_cannot_hold_is_a_usage_error(
+    redis_server: RedisServer, value: str
+) -> None:
+    result = run_cli("--emulator", "--redis-url", redis_server.url, "--reserve-reports", value,
+                     "sites", "list")
+    assert result.exit_code == 2
+    assert "--reserve-reports" in result.stderr
+
+
+def test_a_reserve_without_redis_is_a_usage_error() -> None:
+    result = run_cli("--emulator", "--reserve-reports", "2", "sites", "list")
+    assert result.exit_code == 2
+    assert "--redis-url" in result.stderr

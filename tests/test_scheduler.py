@@ -984,6 +984,18 @@ async def test_a_reserve_keeps_slots_for_interactive_calls_behind_a_bulk_backlog
 
 
 @pytest.mark.looptime
+async def test_a_bulk_timeout_says_when_the_next_bulk_slot_is_not_the_reserves() -> None:
+    limits = unlimited(reserve={"reports": 2})
+    for _ in range(8):
+        await limits.acquire("reports", priority="bulk")
+    with pytest.raises(AcquireTimeoutError) as bulk:
+        await limits.acquire("reports", priority="bulk", timeout=0)
+    assert bulk.value.next_slot_in == 60  # the reserve's two places are not bulk's
+    permit = await limits.acquire("reports", timeout=0)  # an interactive call goes now
+    assert permit.granted_at == 0
+
+
+@pytest.mark.looptime
 async def test_interactive_calls_may_use_the_whole_limit_with_a_reserve() -> None:
     limits = unlimited(reserve={"reports": 3})
     log: list[Grant] = []

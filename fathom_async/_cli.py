@@ -910,9 +910,11 @@ def _load_summary(pipeline: Any, destination: str) -> None:
 @click.option("--pageviews", type=click.IntRange(min=0), default=None,
               help=f"demo pageviews over 90 days (default: --demo-pageviews, {DEMO_PAGEVIEWS})")
 @click.option("--time-scale", type=float, default=1.0, show_default=True)
+@click.option("--no-rate-limits", is_flag=True,
+              help="do not enforce Fathom's limits (clients still keep their own)")
 @click.pass_obj
 def emulator(settings: Settings, host: str, port: int, pageviews: int | None,
-             time_scale: float) -> None:
+             time_scale: float, no_rate_limits: bool) -> None:
     """Serve the emulator (a local Fathom API) until Ctrl-C; needs no token.
 
     The demo data (--seed, --demo-pageviews) is that of `fathom-async --emulator ...`
@@ -923,7 +925,8 @@ def emulator(settings: Settings, host: str, port: int, pageviews: int | None,
     if pageviews is None:
         pageviews = settings.demo_pageviews
     serve(["--host", host, "--port", str(port), "--seed", str(settings.seed),
-           "--pageviews", str(pageviews), "--time-scale", str(time_scale)])
+           "--pageviews", str(pageviews), "--time-scale", str(time_scale),
+           *(["--no-rate-limits"] if no_rate_limits else [])])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

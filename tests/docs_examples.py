@@ -99,8 +99,9 @@ class Emulator:
 def emulator_process(*options: str) -> Iterator[Emulator]:
     """`fathom-async emulator` on a free port, as a user starts it, until the block ends.
 
-    The tests pass `--time-scale 60` so that one example's report calls never make
-    the next one wait for Fathom's minute; the data is the same.
+    The tests pass `--no-rate-limits`: each example is a process of its own whose
+    client keeps Fathom's limits itself, and one example's report calls must not
+    leave the next a spent window (the data is the same).
     """
     process = subprocess.Popen(
         [sys.executable, "-m", "fathom_async", "emulator", "--port", "0", *options],

@@ -162,3 +162,6 @@ def test_emulator_command_serves(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0
     assert seen == [["--host", "127.0.0.1", "--port", "0", "--seed", "3",
                      "--pageviews", "20000", "--time-scale", "60.0"]]
+    result = run("emulator", "--no-rate-limits")
+    assert result.exit_code == 0
+    assert seen[1][-1] == "--no-rate-limits"

@@ -45,7 +45,7 @@ REFERENCE = ("fathom_async", "fathom_async.types", "fathom_async.limits",
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
-    with emulator_process("--time-scale", "60") as running:
+    with emulator_process("--no-rate-limits") as running:
         yield running
 
 
@@ -54,12 +54,23 @@ def user_env(emulator: Emulator, redis_server: RedisServer, tmp_path: Path) -> d
     return emulator.env(REDIS_URL=redis_server.url, DLT_DATA_DIR=str(tmp_path / "dlt"))
 
 
+#: Seconds an example may take. They take one to five; the bound is under Fathom's
+#: report minute, so an example that spends more than its ten report slots and waits
+#: for the next minute fails here instead of slowing every run of the suite.
+EXAMPLE_TIMEOUT = 50
+
+
 async def run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *argv, env=env, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=100)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=EXAMPLE_TIMEOUT)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"{argv} waited a minute for a report slot?") from None
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 

@@ -11,27 +11,33 @@ module only decides *when* Redis grants.
 
 How the guarantee is kept (one Lua script, reservations called turns)
 ---------------------------------------------------------------------
-Per bucket, Redis holds a sorted set of the last `limit` grant times (microseconds of
-Redis time; members made unique by a counter), a sorted set of *turns* (promises of a
+Per bucket, Redis holds a sorted set of the grant times of the last `period`
+(microseconds of Redis time; members made unique by a counter; trimmed by time, not
+by count, so a grant given back never uncovers an older one that still counts), a
+sorted set of *turns* (promises of a
 future slot, one per waiting process and loop), and a hash with the server's pause
 and budget. One Lua script (`_redis_limits.lua`, shipped with the package; `EVALSHA`,
 loaded again on `NOSCRIPT`) decides atomically, with `now = TIME`:
 
 - a grant at `now` is allowed by the in-process rule: fewer than `limit` grants are
-  remembered, or `now >= g[0] + period` for the oldest of the last `limit`; and no
+  remembered, or `now >= g + period` for the `limit`-th latest grant `g`; and no
   server pause or exhausted budget is in force. A bulk grant uses `limit - reserve`
   instead, so `reserve` slots of every window stay for interactive calls. Only times
   at which the script granted enter the set, in Redis's clock, so the proof in
   `_window` carries over.
 - a process asks for the waiters that may go, as a string of classes in serving order
-  (`I` interactive, `B` bulk); it gets those the window allows at `now`, and when one
-  is left over a **turn** of the class that was short: the exact time its next slot
-  is due, counting the turns already promised to others. Turns are the line, with
+  (`I` interactive, `B` bulk, `A` bulk that waited `bulk_max_wait`), with the most
+  it may let go (its in-flight cap); it gets those the window allows at `now`, and
+  when one is left over a **turn** of the class that was short: the exact time its
+  next slot is due, counting the turns already promised to others. Turns are the line, with
   the in-process order across processes: an interactive grant waits only behind
   interactive turns, so bulk turns never keep it from the reserve; a bulk grant waits
   behind every turn. A newcomer may not take a slot promised to a process already
-  waiting in its line; the holder of a turn keeps its place in its line. (Aging is
-  per process: across processes, a bulk turn yields to interactive ones.)
+  waiting in its line; the holder of a turn keeps its place in its line. Aged bulk
+  work (`A`) stands in the interactive line, limited like bulk, so it keeps its place
+  across processes too and is never starved; fresh bulk turns yield to both. When
+  aged bulk work fills a call, the first interactive waiter is asked for as well, so
+  the reserve serves it as in process.
 - the process sleeps until its turn (measured from when the reply arrived, so it
   never wakes before Redis's clock reaches it), then asks again with its ticket: the
   script grants the turn if the window, pause and budget still allow it, and in the
@@ -40,7 +46,9 @@ loaded again on `NOSCRIPT`) decides atomically, with `now = TIME`:
 - a turn must not outlive its reason: when nobody here waits for it any more (the
   waiters left, timed out or failed their deadline), or an interactive turn is left
   to bulk waiters only, the process gives it up (or trades it for a bulk turn) at
-  once, and `aclose()` gives up every turn of the instance. A turn nobody confirms,
+  once, and `aclose()` gives up every turn of the instance once its drivers have
+  stopped (tickets are named per process: a forked child renews the name, so it never
+  gives up its siblings' turns). A turn nobody confirms,
   a crashed process's, expires `_TURN_GRACE` seconds after it was due.
 - no jitter: a turn is a promise of one slot to one process, not a race.
 
@@ -103,8 +111,10 @@ import collections
 import contextlib
 import hashlib
 import importlib.resources
+import itertools
 import logging
 import math
+import os
 import secrets
 import threading
 import time
@@ -192,7 +202,7 @@ class _Reply:
         self.lost = int(raw[0]) != 0
         # Per position asked for: the grant time, or 0 for no grant.
         self.granted_at: list[int] = []
-        # The class of the turn promised ("I" or "B"), "" for none.
+        # The class of the turn promised ("I", "A" or "B"), "" for none.
         self.turn_class = ""
         if self.lost:
             numbers = [int(raw[1]), 0, 0, -1, 0, 0, 0, 0]
@@ -231,6 +241,7 @@ class _Lane:
         self.pending_pause = 0  # a pause observed while Redis was away (Redis us)
         self.reply: _Reply | None = None
         self.reply_at = 0.0  # time.monotonic() when `reply` arrived
+        self.used = False  # asked Redis for grants: we may hold turns there
 
     def redis_now(self) -> float:
         """Redis time now (seconds), estimated from the last reply and the local clock."""
@@ -251,7 +262,9 @@ class _RedisQueue(WaitQueue):
         self.owner = owner
         self.driver: asyncio.Task[None] | None = None
         self.ticket: str | None = None  # our turn in Redis's line, while we hold one
-        self.turn_for = "I"  # the class of that turn: "I" interactive, "B" bulk
+        # The class of that turn: "I" interactive, "B" bulk, "A" bulk that waited
+        # `bulk_max_wait` (in the interactive line, limited like bulk).
+        self.turn_for = "I"
         self.nudge: asyncio.Future[None] | None = None  # set: stop sleeping, ask now
         self.refunds: list[int] = []  # grants nobody used, to give back
 
@@ -270,15 +283,18 @@ class _RedisQueue(WaitQueue):
     def ask_again(self, asked: int) -> bool:
         """Whether to ask Redis again at once rather than sleep until our turn.
 
-        Yes when the turn is stale, or when it is a bulk turn and an interactive call
+        Yes when the turn is stale, or when it is a bulk turn (aged or not) and an interactive call
         came after the waiter numbered `asked` (while we asked): the reserve may serve
         it now. One that was there already was asked for, or left out by the
-        in-flight cap, and a release pumps again.
+        in-flight cap, and a release pumps again. And yes when a `timeout=0` waiter
+        came meanwhile: its first answer may not wait for our turn.
         """
         if self.turn_stale():
             return True
+        if any(w.once for queue in self.queues.values() for w in queue):
+            return True  # timeout=0 came meanwhile: its answer is the next call's
         head = self._head("interactive")
-        return self.turn_for == "B" and head is not None and head.seq > asked
+        return self.turn_for != "I" and head is not None and head.seq > asked
 
     def pump(self) -> None:
         owner = self.owner
@@ -289,7 +305,7 @@ class _RedisQueue(WaitQueue):
             and (
                 self.turn_stale()
                 # the reserve may serve an interactive call before the bulk turn comes
-                or (self.turn_for == "B" and self._head("interactive") is not None)
+                or (self.turn_for != "I" and self._head("interactive") is not None)
             )
         ):
             nudge.set_result(None)
@@ -313,6 +329,20 @@ class _RedisQueue(WaitQueue):
         n = min(self.waiting(), self.lane.limit)
         free = self.places.free()
         return max(n if free is None else min(n, free), 0)
+
+    def to_ask(self, now: float) -> tuple[list[tuple[Priority, Waiter]], int]:
+        """The waiters to ask Redis for, in serving order, and how many may go at most.
+
+        When bulk waiters aged past `bulk_max_wait` fill the call, the first interactive
+        waiter is asked for too: if bulk's share is spent, the reserve serves it, as in
+        process (`RateLimits`).
+        """
+        most = self.wanted()
+        order = self.ordered(now, most)
+        first = self._head("interactive")
+        if order and first is not None and all(waiter is not first for _, waiter in order):
+            order.append(("interactive", first))
+        return order, most
 
     def give_back(self, permit: Permit) -> None:
         granted_us = round(permit.granted_at * _US)
@@ -381,8 +411,11 @@ class RedisRateLimits(_QueuedLimits):
         self._connector = RedisConnector(
             url_or_client, connect_timeout=connect_timeout, socket_timeout=socket_timeout
         )
+        # Tickets name turns in Redis: unique per process (a forked child renews the
+        # id, so it neither overwrites its siblings' turns nor gives them up).
+        self._pid = os.getpid()
         self._id = secrets.token_hex(6)
-        self._tickets = 0
+        self._tickets = itertools.count(1)
         self._sha = _SCRIPT_SHA
         prefix = f"fathom_async:{{{key}}}"
         self._lanes: dict[Bucket, _Lane] = {}
@@ -432,12 +465,11 @@ class RedisRateLimits(_QueuedLimits):
             tasks: list[asyncio.Task[None]] = []
             if self._prober is not None and self._prober.get_loop() is here:
                 tasks.append(self._prober)
+            away = self._back is not None  # Redis did not answer: no turn to give up
             self._prober = self._back = None
-            turns = False
             for loop, queues in self._loops.items():
                 for name, queue in queues.items():
                     closed = RateLimiterUnavailableError(name, "the limiter was closed")
-                    turns = turns or queue.ticket is not None
                     driver, queue.driver, queue.ticket = queue.driver, None, None
                     if loop is here:
                         queue.settle(closed)
@@ -451,9 +483,11 @@ class RedisRateLimits(_QueuedLimits):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            if turns:
-                # Left in Redis, our turns would hold others back until they expired.
-                # Best effort: unanswered, they still expire after `_TURN_GRACE`.
+            # Left in Redis, our turns would hold others back until they expired. Sent
+            # once the drivers have stopped, whatever their last call made (a reply on
+            # its way may have named a turn we never learned of). Best effort:
+            # unanswered, they still expire after `_TURN_GRACE`.
+            if not away:
                 with contextlib.suppress(_Unavailable, RuntimeError):
                     await self._leave()
             await self._connector.aclose()
@@ -506,13 +540,14 @@ class RedisRateLimits(_QueuedLimits):
             lane.reply, lane.reply_at = reply, time.monotonic()
         return reply
 
-    async def _take(self, queue: _RedisQueue, classes: str) -> _Reply:
-        """Confirm our turn (if any), take the grants `classes` ask for, a turn if short."""
+    async def _take(self, queue: _RedisQueue, classes: str, most: int | None = None) -> _Reply:
+        """Confirm our turn (if any), take the grants `classes` ask for (`most` of them at
+        most; all by default), a turn if short."""
         lane = queue.lane
         new_ticket = ""
         if classes:
-            self._tickets += 1
-            new_ticket = f"{self._id}:{self._tickets}"
+            lane.used = True
+            new_ticket = f"{self._ident()}:{next(self._tickets)}"
         seeds = list(lane.pending_seeds)
         refunds = list(queue.refunds)
         full = "0"
@@ -523,6 +558,7 @@ class RedisRateLimits(_QueuedLimits):
                 [
                     "take", classes, queue.ticket or "", new_ticket, " ".join(map(str, seeds)),
                     full, pause, " ".join(map(str, refunds)),
+                    len(classes) if most is None else most,
                 ],
             )
             if not reply.lost:
@@ -550,20 +586,31 @@ class RedisRateLimits(_QueuedLimits):
     async def _leave(self) -> None:
         """Give up in Redis every turn this instance holds, in any loop (closing)."""
         for lane in self._lanes.values():
-            await self._call(lane, ["leave", f"{self._id}:"])
+            if lane.used:
+                await self._call(lane, ["leave", f"{self._ident()}:"])
+                lane.used = False
+
+    def _ident(self) -> str:
+        """This process's prefix of ticket names, renewed in a forked child."""
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid, self._id = pid, secrets.token_hex(6)
+            self._tickets = itertools.count(1)
+        return self._id
 
     async def _drive(self, queue: _RedisQueue) -> None:
         """Ask Redis for what the queue may use now; sleep until our turn; repeat."""
         loop = asyncio.get_running_loop()
         try:
             while True:
-                order = queue.ordered(loop.time(), queue.wanted())
+                now = loop.time()
+                order, most = queue.to_ask(now)
                 if not order and queue.ticket is None and not queue.refunds:
                     return
-                classes = "".join("B" if waiter.bulk else "I" for _, waiter in order)
+                classes = "".join(_class_of(queue, waiter, now) for _, waiter in order)
                 asked = queue.seq
-                reply = await self._take(queue, classes)
-                self._serve(queue, reply, order)
+                reply = await self._take(queue, classes, most)
+                self._serve(queue, reply, order, asked)
                 if queue.ticket is not None and not queue.ask_again(asked):
                     await self._sleep(queue, max(reply.turn - reply.now, 0) / _US - _EARLY)
         except _Unavailable as exc:
@@ -588,8 +635,14 @@ class RedisRateLimits(_QueuedLimits):
             queue.nudge = None
 
     def _serve(
-        self, queue: _RedisQueue, reply: _Reply, order: list[tuple[Priority, Waiter]]
+        self,
+        queue: _RedisQueue,
+        reply: _Reply,
+        order: list[tuple[Priority, Waiter]],
+        asked: int,
     ) -> None:
+        """Hand out what Redis granted to the waiters of `order`; `asked` is the number of
+        the last waiter that had come when the call was made."""
         lane = queue.lane
         for index, granted_us in enumerate(reply.granted_at):
             if not granted_us:
@@ -609,8 +662,13 @@ class RedisRateLimits(_QueuedLimits):
             with lane.lock:
                 lane.history.append(granted_us)
             queue.serve(priority, waiter, queue.permit(granted_us / _US, queue.give_back))
-        for _, waiter in order:  # timeout=0 and asked in this call: the answer was theirs
-            if waiter.once and not waiter.future.done():
+        # timeout=0: the first answer decides. It was this call's for every such waiter
+        # that was there when it was made (asked for, or left out: others were ahead);
+        # one that came meanwhile has the next call's, if the next call can ask for it.
+        now = queue.loop.time()
+        following = {waiter for _, waiter in queue.to_ask(now)[0]}
+        for waiter in [w for q in queue.queues.values() for w in q]:
+            if waiter.once and (waiter.seq <= asked or waiter not in following):
                 queue.end(waiter, queue.timed_out(0.0, bulk=waiter.bulk))
         queue.end_hopeless()  # now we know the window: deadlines it cannot meet fail now
         if queue.refunds and queue.driver is None:
@@ -850,6 +908,15 @@ def _stop(
     queue.settle(closed)
     if driver is not None:
         driver.cancel()
+
+
+def _class_of(queue: _RedisQueue, waiter: Waiter, now: float) -> str:
+    """How the script is asked for a waiter's grant: "I" interactive, "B" bulk, "A" bulk
+    that waited `bulk_max_wait` (it keeps its place among interactive calls of every
+    process, within the bulk share)."""
+    if not waiter.bulk:
+        return "I"
+    return "A" if queue.aged(waiter, now) else "B"
 
 
 def _wake(nudge: asyncio.Future[None]) -> None:

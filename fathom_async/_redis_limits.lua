@@ -1,15 +1,22 @@
 -- The shared rate-limit window of one bucket (see fathom_async/_redis.py).
 -- KEYS: grants (sorted set of grant times), turns (sorted set of promised times; a
---       member is the turn's class, 'I' or 'B', then its ticket), state (hash: pause,
---       budget, until, seq), generation (string).
+--       member is the turn's class, 'I', 'A' or 'B', then its ticket), state (hash:
+--       pause, budget, until, seq), generation (string).
+-- Classes: 'I' interactive; 'B' bulk, which may hold `limit - reserve` grants of a
+-- window and waits behind every turn; 'A' aged bulk, limited like bulk but in the
+-- interactive line, so bulk work that waited `bulk_max_wait` keeps its place across
+-- processes. A turn of any other class (an older script's) counts as interactive.
 -- ARGV: op, limit, period, grace, known generation, reserve, early, then per op:
---   take:    classes ('I'/'B' per wanted grant, in serving order), ticket, new ticket,
---            seeds, full re-seed flag, seed pause, refunds
+--   take:    classes ('I'/'A'/'B' per wanted grant, in serving order), ticket, new ticket,
+--            seeds, full re-seed flag, seed pause, refunds, most (grants at most: the
+--            classes may name one waiter more than the process can let go now)
 --   observe: pause (-1: none), remaining (-1: none), reset (-1: none)
 --   leave:   a ticket prefix: every turn whose ticket starts with it is given up
 -- Times are microseconds of Redis time (TIME). Grant times only ever grow: a grant
 -- may be recorded up to `early` in the future (a turn confirmed early), and every
--- later grant is recorded no earlier, so the sorted set is in grant order.
+-- later grant is recorded no earlier, so the sorted set is in grant order. The set
+-- keeps every grant of the last `period` (trimmed by time, never by count: a refunded
+-- grant must not leave the window short of an older one that still counts).
 local G, T, S, GEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local op = ARGV[1]
 local limit = tonumber(ARGV[2])
@@ -69,7 +76,7 @@ local function last_grant()
   return 0
 end
 local function class_of(c)
-  if c == 'B' then return limit - reserve, reserve end
+  if c == 'B' or c == 'A' then return limit - reserve, reserve end
   return limit, 0
 end
 local granted_at, turn, turn_class = {}, 0, ''
@@ -77,6 +84,7 @@ if op == 'take' then
   local classes = ARGV[8]
   local ticket, new_ticket = ARGV[9], ARGV[10]
   local seeds, full, seed_pause = ARGV[11], ARGV[12] == '1', tonumber(ARGV[13])
+  local most = tonumber(ARGV[15]) or #classes
   if known ~= '' and known ~= gen and not full then
     return {1, now, gen}
   end
@@ -90,7 +98,6 @@ if op == 'take' then
         redis.call('ZADD', G, fmt(t), 's' .. seq .. ':' .. i)
       end
     end
-    redis.call('ZREMRANGEBYRANK', G, 0, -(limit + 1))
   end
   if seed_pause > pause then
     pause = seed_pause
@@ -100,26 +107,28 @@ if op == 'take' then
     local row = redis.call('ZRANGEBYSCORE', G, r, r, 'LIMIT', 0, 1)
     if row[1] then redis.call('ZREM', G, row[1]) end
   end
+  redis.call('ZREMRANGEBYSCORE', G, '-inf', fmt(now - period))
   redis.call('ZREMRANGEBYSCORE', T, '-inf', '(' .. fmt(now - grace))
   local held_turn = ''  -- the class of the turn the caller confirms, if it holds one
   if ticket ~= '' then
-    if redis.call('ZREM', T, 'I' .. ticket) == 1 then held_turn = 'I'
-    elseif redis.call('ZREM', T, 'B' .. ticket) == 1 then held_turn = 'B' end
+    for _, c in ipairs({'I', 'A', 'B'}) do
+      if redis.call('ZREM', T, c .. ticket) == 1 then held_turn = c; break end
+    end
   end
-  -- The line: interactive turns go before every bulk grant, as interactive waiters do
-  -- within a process; bulk turns only before bulk grants, so they never keep an
-  -- interactive call from the reserve. The holder of a turn keeps its place in the
-  -- line of its turn's class: its first grant of that class waits behind no turn of
-  -- that class.
+  -- The line: interactive (and aged bulk) turns go before every bulk grant, as
+  -- interactive waiters do within a process; bulk turns only before bulk grants, so
+  -- they never keep an interactive call from the reserve. The holder of a turn keeps
+  -- its place in the line of its turn's class: its first grant of that class waits
+  -- behind no turn of that class.
   local all_turns, interactive_turns, no_turns = {}, {}, {}
   local rows = redis.call('ZRANGE', T, 0, -1, 'WITHSCORES')
   for j = 1, #rows, 2 do
     local due = tonumber(rows[j + 1])
     all_turns[#all_turns + 1] = due
-    if string.sub(rows[j], 1, 1) == 'I' then interactive_turns[#interactive_turns + 1] = due end
+    if string.sub(rows[j], 1, 1) ~= 'B' then interactive_turns[#interactive_turns + 1] = due end
   end
   local function line_of(c, own)
-    if c == 'I' then
+    if c ~= 'B' then
       if own then return no_turns end
       return interactive_turns
     end
@@ -134,28 +143,29 @@ if op == 'take' then
                     last_grant(), now)
   end
   -- Serve in order; an interactive that may not go stops the rest (bulk could not
-  -- go either); a bulk held back by the reserve lets later interactives try.
+  -- go either); a bulk (aged or not) held back by the reserve lets later
+  -- interactives try, and no later bulk.
   -- A slot due within `early` is granted now and recorded at its due time: the
   -- process hands the permit over then, so waking late costs no slot.
   local granted, stopped, bulk_held, short = 0, false, false, ''
   for i = 1, #classes do
     local c = string.sub(classes, i, i)
     local t = 0
-    if not stopped and not (c == 'B' and bulk_held) then
+    local room_left = granted < most
+    if room_left and not stopped and not (c ~= 'I' and bulk_held) then
       local at = due_at(c, c == held_turn)
       if at <= now + early then
         t = at
         if c == held_turn then held_turn = '' end
         redis.call('ZADD', G, fmt(t), 'g' .. redis.call('HINCRBY', S, 'seq', 1))
-        redis.call('ZREMRANGEBYRANK', G, 0, -(limit + 1))
         if budget then budget = budget - 1 end
         granted = granted + 1
       end
     end
     granted_at[i] = fmt(t)
-    if t == 0 then
+    if t == 0 and room_left then
       if c == 'I' then stopped = true; short = 'I'
-      else bulk_held = true; if short == '' then short = 'B' end end
+      else bulk_held = true; if short == '' then short = c end end
     end
   end
   if short ~= '' and new_ticket ~= '' then

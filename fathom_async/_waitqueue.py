@@ -309,8 +309,12 @@ class WaitQueue(abc.ABC):
             del queue[waiter]  # cancelled: its task has not run its cleanup yet
         return None
 
+    def aged(self, waiter: Waiter, now: float) -> bool:
+        """Whether a bulk waiter has waited `bulk_max_wait`: it competes as interactive."""
+        return now - waiter.arrived + EPSILON >= self.bulk_max_wait
+
     def _bulk_first(self, bulk: Waiter, first: Waiter, now: float) -> bool:
-        return now - bulk.arrived + EPSILON >= self.bulk_max_wait and bulk.seq < first.seq
+        return self.aged(bulk, now) and bulk.seq < first.seq
 
     def ordered(self, now: float, n: int) -> list[tuple[Priority, Waiter]]:
         """The next `n` waiters in the order they would be served if all could go."""

@@ -9,6 +9,7 @@ Redis's clock is what decides; the multi-process and restart tests are in
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -125,11 +126,51 @@ async def test_a_waiter_that_left_gives_its_slot_back(make: Make) -> None:
     limits = make(entity=(1, 5.0))
     queue = limits._queue("entity")
     reply = await limits._take(queue, "I")
-    limits._serve(queue, reply, [])  # nobody waits: a refund
+    limits._serve(queue, reply, [], queue.seq)  # nobody waits: a refund
     assert queue.refunds == [reply.now]
     permit = await limits.acquire("entity", timeout=1)  # the refund went first
     assert queue.refunds == []
     permit.release()
+
+
+async def test_a_refunded_grant_recorded_ahead_leaves_the_older_grants_counted(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "_EARLY", 7200.0)  # every turn is confirmed early
+    limits = make(entity=(2, 3600.0))
+    queue = limits._queue("entity")
+    first = await limits._take(queue, "II")
+    assert first.granted == 2
+    ahead = await limits._take(queue, "I")  # recorded at its slot, an hour from now
+    assert ahead.granted_at == [first.now + 3600 * 10**6]
+    queue.refunds.append(ahead.granted_at[0])  # its waiter left before the slot came
+    monkeypatch.setattr(redis_module, "_EARLY", 0.0)
+    after = await limits._take(queue, "I")
+    assert after.granted == 0  # both first grants still fill the window
+    assert after.turn == first.now + 3600 * 10**6
+
+
+async def test_a_task_cancelled_while_its_early_grant_was_handed_over_breaks_no_window(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "_EARLY", 7200.0)
+    limits = make(entity=(2, 3600.0))
+    await take(limits, 2)
+    real_serve = limits._serve
+    served = asyncio.Event()
+
+    def serve(*args: Any) -> None:
+        real_serve(*args)
+        served.set()
+
+    limits._serve = serve  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(limits.acquire("entity"))  # granted the slot in an hour
+    await asyncio.wait_for(served.wait(), 10)
+    limits._serve = real_serve  # type: ignore[method-assign]
+    await cancelled(task)  # before its hour: the grant is given back
+    monkeypatch.setattr(redis_module, "_EARLY", 0.0)
+    with pytest.raises(AcquireTimeoutError):  # still two grants in this window
+        await limits.acquire("entity", timeout=0)
 
 
 async def test_a_cancelled_task_that_was_granted_gives_the_slot_back(make: Make) -> None:
@@ -202,8 +243,8 @@ async def waiting_with_a_turn(limits: RedisRateLimits, **kwargs: Any) -> asyncio
     promised = asyncio.Event()
     real_take = limits._take
 
-    async def take(queue: Any, classes: str) -> Any:
-        reply = await real_take(queue, classes)
+    async def take(queue: Any, classes: str, most: int | None = None) -> Any:
+        reply = await real_take(queue, classes, most)
         if queue.ticket is not None:
             promised.set()
         return reply
@@ -259,8 +300,8 @@ async def test_an_interactive_call_that_came_while_its_process_asked_for_bulk_us
     real_take = limits._take
     came: asyncio.Future[asyncio.Task[Permit]] = asyncio.get_running_loop().create_future()
 
-    async def take_while_one_comes(queue: Any, classes: str) -> Any:
-        reply = await real_take(queue, classes)
+    async def take_while_one_comes(queue: Any, classes: str, most: int | None = None) -> Any:
+        reply = await real_take(queue, classes, most)
         if not came.done():  # it queues while the answer is on its way
             came.set_result(asyncio.create_task(limits.acquire("entity")))
             await asyncio.sleep(0)
@@ -275,15 +316,53 @@ async def test_an_interactive_call_that_came_while_its_process_asked_for_bulk_us
 
 
 async def test_an_interactive_turn_goes_before_a_bulk_turn_promised_earlier(make: Make) -> None:
-    a, c = make(entity=(1, 0.3)), make(entity=(1, 0.3))
+    a, c = make(entity=(1, 3600.0)), make(entity=(1, 3600.0))
     (first,) = await take(a, 1)
+    hour = round((first + 3600.0) * 1e6)
+    queue_a = a._queue("entity")
+    bulk = await a._take(queue_a, "B")
+    assert (bulk.turn, bulk.turn_class) == (hour, "B")
+    interactive = await c._take(c._queue("entity"), "I")  # later, yet first in line
+    assert (interactive.turn, interactive.turn_class) == (hour, "I")
+    confirmed = await a._take(queue_a, "B")  # the bulk turn's holder goes after it
+    assert confirmed.granted == 0
+    assert confirmed.turn == hour + 3600 * 10**6
+
+
+async def test_bulk_work_that_waited_bulk_max_wait_keeps_its_place_across_processes(
+    make: Make,
+) -> None:
+    a = make(entity=(1, 3600.0), bulk_max_wait=0)
+    c = make(entity=(1, 3600.0))
+    (first,) = await take(c, 1)
     bulk = await waiting_with_a_turn(a, priority="bulk")
-    interactive = await waiting_with_a_turn(c)
-    permit_c, permit_a = await interactive, await bulk
-    assert first + 0.3 - 1e-6 <= permit_c.granted_at < permit_a.granted_at
-    assert permit_a.granted_at >= permit_c.granted_at + 0.3 - 1e-6
-    permit_a.release()
-    permit_c.release()
+    assert a._queue("entity").turn_for == "A"  # aged: in the interactive line
+    reply = await c._take(c._queue("entity"), "I")  # later: behind the aged bulk turn
+    assert reply.turn == round((first + 7200.0) * 1e6)
+    await cancelled(bulk)
+
+
+async def test_aged_bulk_work_stays_within_the_bulk_share(make: Make) -> None:
+    limits = make(entity=(2, 3600.0), reserve={"entity": 1})
+    queue = limits._queue("entity")
+    assert (await limits._take(queue, "B")).granted == 1
+    assert (await limits._take(queue, "A")).granted == 0  # the reserve is not bulk's
+    assert (await limits._take(queue, "I")).granted == 1
+
+
+async def test_a_turn_of_an_older_script_counts_as_interactive(
+    make: Make, redis_server: RedisServer
+) -> None:
+    a = make(entity=(1, 3600.0))
+    (first,) = await take(a, 1)
+    hour = round((first + 3600.0) * 1e6)
+    client = await raw_client(redis_server)
+    try:
+        await client.zadd(turns_key(a), {"0123abcd:1": hour})  # no class: an older version's
+    finally:
+        await client.aclose()
+    reply = await a._take(a._queue("entity"), "I")
+    assert reply.turn == hour + 3600 * 10**6
 
 
 async def test_a_cancelled_waiter_gives_its_turn_up_at_once(
@@ -325,8 +404,8 @@ async def test_an_interactive_turn_left_to_bulk_work_becomes_a_bulk_turn(
     traded = asyncio.Event()
     real_take = a._take
 
-    async def take_and_tell(queue: Any, classes: str) -> Any:
-        reply = await real_take(queue, classes)
+    async def take_and_tell(queue: Any, classes: str, most: int | None = None) -> Any:
+        reply = await real_take(queue, classes, most)
         traded.set()
         return reply
 
@@ -349,11 +428,47 @@ async def test_a_closed_limiter_leaves_no_turn_behind(
     waiting = [await waiting_with_a_turn(a), await waiting_with_a_turn(b, priority="bulk")]
     assert await turns_in_redis(redis_server, a) == 2
     await a.aclose()
+    assert await turns_in_redis(redis_server, a) == 1  # b's turn is b's
     await b.aclose()
     assert await turns_in_redis(redis_server, a) == 0
     for task in waiting:
         with pytest.raises(RateLimiterUnavailableError):
             await task
+
+
+async def test_a_limiter_closed_while_its_call_made_a_turn_leaves_no_turn_behind(
+    make: Make, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = make(entity=(1, 3600.0))
+    await take(a, 1)
+    real_evalsha = redis_module._evalsha
+    ran = asyncio.Event()
+
+    async def run_and_lose_the_reply(client: Any, sha: str, keys: Any, argv: Any) -> Any:
+        raw = await real_evalsha(client, sha, keys, argv)
+        if argv[0] == "take":
+            ran.set()
+            await asyncio.Event().wait()  # the reply is still on its way when we close
+        return raw
+
+    monkeypatch.setattr(redis_module, "_evalsha", run_and_lose_the_reply)
+    waiting = asyncio.create_task(a.acquire("entity"))
+    await asyncio.wait_for(ran.wait(), 10)
+    assert await turns_in_redis(redis_server, a) == 1
+    await a.aclose()
+    assert await turns_in_redis(redis_server, a) == 0
+    with pytest.raises(RateLimiterUnavailableError):
+        await waiting
+
+
+def test_a_forked_process_names_its_turns_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = RedisRateLimits("redis://127.0.0.1:1/0", key="k")
+    parent = limits._ident()
+    assert limits._ident() == parent
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a child after fork()
+    child = limits._ident()
+    assert child != parent
+    assert limits._ident() == child
 
 
 # -- deadlines --------------------------------------------------------------------------------
@@ -428,9 +543,7 @@ async def test_a_429_without_headers_pauses_for_one_slot_interval(make: Make) ->
 async def test_a_turn_promised_before_a_429_waits_for_the_pause(make: Make) -> None:
     a, b = make(entity=(1, 0.1)), make(entity=(1, 0.1))
     await take(a, 1)
-    task = asyncio.create_task(a.acquire("entity"))
-    await asyncio.sleep(0.02)
-    assert a._queue("entity").ticket is not None
+    task = await waiting_with_a_turn(a)
     await b.observe("entity", ServerFeedback(429, retry_after=0.3))
     reply = b._lanes["entity"].reply
     assert reply is not None
@@ -566,6 +679,51 @@ async def test_timeout_zero_fails_at_once_when_the_in_flight_cap_is_full(make: M
         await asyncio.wait_for(limits.acquire("entity", timeout=0), 10)
     held.release()
     (await limits.acquire("entity", timeout=0)).release()
+
+
+async def test_timeout_zero_that_came_while_the_in_flight_cap_filled_fails_at_once(
+    make: Make,
+) -> None:
+    limits = make(entity=(100, 3600.0), max_in_flight={"entity": 1})
+    real_take = limits._take
+    came: asyncio.Future[asyncio.Task[Permit]] = asyncio.get_running_loop().create_future()
+
+    async def take_while_one_comes(queue: Any, classes: str, most: int | None = None) -> Any:
+        if not came.done():  # it queues while the call for the bulk waiter is on its way
+            came.set_result(asyncio.create_task(limits.acquire("entity", timeout=0)))
+            await asyncio.sleep(0)
+        return await real_take(queue, classes, most)
+
+    limits._take = take_while_one_comes  # type: ignore[method-assign]
+    held = await limits.acquire("entity", priority="bulk")  # the one place
+    with pytest.raises(AcquireTimeoutError):  # not when the bulk permit is released
+        await asyncio.wait_for(await came, 10)
+    held.release()
+
+
+async def test_aged_bulk_work_that_fills_a_call_leaves_the_reserve_to_interactive_calls(
+    make: Make,
+) -> None:
+    limits = make(entity=(4, 3600.0), reserve={"entity": 2}, bulk_max_wait=0)
+    await take(limits, 2, priority="bulk")  # bulk's share is spent; the reserve is free
+    first = await waiting_with_a_turn(limits, priority="bulk")
+    more = [asyncio.create_task(limits.acquire("entity", priority="bulk")) for _ in range(3)]
+    await asyncio.sleep(0)
+    queue = limits._queue("entity")
+    assert queue.waiting() == 4  # aged: a call's `limit` places all go to them
+    # As in process: the reserve serves the interactive calls, not in an hour.
+    (await asyncio.wait_for(limits.acquire("entity"), 10)).release()
+    (await asyncio.wait_for(limits.acquire("entity", timeout=0), 10)).release()
+    with pytest.raises(AcquireTimeoutError):  # the first answer decides: the window is full
+        await asyncio.wait_for(limits.acquire("entity", timeout=0), 10)
+    await cancelled(first, *more)
+
+
+async def test_a_call_grants_no_more_than_the_in_flight_cap_lets_go(make: Make) -> None:
+    limits = make(entity=(4, 3600.0))
+    reply = await limits._take(limits._queue("entity"), "BBI", 1)
+    assert [bool(t) for t in reply.granted_at] == [True, False, False]
+    assert reply.turn == 0  # nobody was short of a slot
 
 
 async def test_a_cancelled_wait_leaves_the_queue(make: Make) -> None:

@@ -18,6 +18,7 @@ whose site ids (CDBUGS, ...) are the ones the examples use.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -80,6 +81,23 @@ def all_blocks() -> list[Block]:
 def page_files(page: Path) -> dict[str, str]:
     """The `# name.py` blocks of one page, by file name."""
     return {b.file_name: b.code for b in blocks(page) if b.file_name is not None}
+
+
+async def run(argv: list[str], env: dict[str, str], cwd: Path,
+              timeout: float) -> tuple[int, str, str]:
+    """Run a user's command to its end: (exit code, stdout, stderr); fail after `timeout` s."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.communicate()
+        raise AssertionError(f"{argv} took more than {timeout} s") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 @dataclass(frozen=True)

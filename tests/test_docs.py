@@ -7,7 +7,6 @@ pointing at `fathom-async emulator` sees what the test sees.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -31,6 +30,9 @@ from tests.docs_examples import (
     blocks,
     emulator_process,
     page_files,
+)
+from tests.docs_examples import (
+    run as run_command,
 )
 from tests.redis_server import RedisServer, redis_server
 
@@ -61,18 +63,7 @@ EXAMPLE_TIMEOUT = 50
 
 
 async def run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *argv, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=EXAMPLE_TIMEOUT)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"{argv} waited a minute for a report slot?") from None
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_command(argv, env, cwd, timeout=EXAMPLE_TIMEOUT)
 
 
 # -- what the pages hold ------------------------------------------------------------------

@@ -38,6 +38,7 @@ from arq.connections import RedisSettings
 from fathom_async import AcquireTimeoutError, RedisRateLimits
 from fathom_async.testing import FakeFathom, RecordedRequest
 from tests.docs_examples import DOCS, Block, blocks, page_files
+from tests.docs_examples import run as run_command
 from tests.redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]  # the fixture, for pytest
@@ -63,18 +64,7 @@ def shell_script(page: Path) -> str:
 
 async def run(argv: list[str], env: dict[str, str], cwd: Path,
               timeout: float = 90) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *argv, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=timeout)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.communicate()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_command(argv, env, cwd, timeout)
 
 
 def user_env(**extra: str) -> dict[str, str]:

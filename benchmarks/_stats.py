@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
-__all__ = ["report_floors", "spread"]
+__all__ = ["AgainstFloors", "against_floors", "report_floors", "spread"]
 
 
 def spread(values: list[float], form: str = ".1f") -> str:
@@ -25,3 +27,24 @@ def report_floors(requests: int, time_scale: float) -> tuple[float, float]:
     steady = requests * period / 10
     strict = max((math.ceil(requests / 10) - 1) * period, period)
     return steady, strict
+
+
+class AgainstFloors(NamedTuple):
+    """Runs' wall times, their steady floors, and the ratios to both floors."""
+
+    walls: list[float]
+    floors: list[float]
+    ratios: list[float]
+    strict: list[float]
+
+
+def against_floors(runs: Iterable[Mapping[str, Any]], time_scale: float) -> AgainstFloors:
+    """Each run's `elapsed` against the floors of its `report_requests`."""
+    walls, floors, ratios, strict = [], [], [], []
+    for run in runs:
+        steady, strictest = report_floors(run["report_requests"], time_scale)
+        walls.append(run["elapsed"])
+        floors.append(steady)
+        ratios.append(run["elapsed"] / steady)
+        strict.append(run["elapsed"] / strictest)
+    return AgainstFloors(walls, floors, ratios, strict)

@@ -32,7 +32,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from benchmarks._stats import report_floors, spread
+from benchmarks._stats import against_floors, spread
 
 TIME_SCALE = 60.0
 WALL_DAYS = 89
@@ -138,15 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         _child(options.child)
         return 0
 
-    ratios, strict, walls, floors = [], [], [], []
-    for _ in range(options.runs):
-        result = _one_export("wall")
-        requests = result["report_requests"]
-        floor, strictest = report_floors(requests, TIME_SCALE)
-        walls.append(result["elapsed"])
-        floors.append(floor)
-        ratios.append(result["elapsed"] / floor)
-        strict.append(result["elapsed"] / strictest)
+    timed = [_one_export("wall") for _ in range(options.runs)]
+    walls, floors, ratios, strict = against_floors(timed, TIME_SCALE)
     memory = [_one_export("million") for _ in range(options.runs)]
     baseline = json.loads(subprocess.run(_python("import"), capture_output=True, text=True,
                                          check=True).stdout)["rss_mb"]

@@ -36,7 +36,7 @@ from typing import Any
 
 # 6x: the floor is long enough (about 50 s) that dlt's fixed cost of normalizing and
 # loading after the last request does not stand in for the scheduler's figure.
-from benchmarks._stats import report_floors, spread
+from benchmarks._stats import against_floors, spread
 
 TIME_SCALE = 6.0
 YEAR = {"sites": 3, "days": 365, "pages": 40}
@@ -149,11 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     runs = [_one_load() for _ in range(options.runs)]
-    walls = [r["elapsed"] for r in runs]
-    bounds = [report_floors(r["report_requests"], TIME_SCALE) for r in runs]
-    floors = [steady for steady, _ in bounds]
-    ratios = [w / f for w, f in zip(walls, floors, strict=True)]
-    strict = [w / s for w, (_, s) in zip(walls, bounds, strict=True)]
+    walls, floors, ratios, strict = against_floors(runs, TIME_SCALE)
     baseline = json.loads(subprocess.run(_python("import"), capture_output=True, text=True,
                                          check=True).stdout)["rss_mb"]
     expected = YEAR["sites"] * YEAR["days"] * YEAR["pages"]

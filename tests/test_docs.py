@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import griffe
 import pytest
 
 from tests.docs_examples import (
@@ -167,7 +168,6 @@ def _public(module_name: str) -> Iterator[tuple[str, object]]:
 @pytest.fixture(scope="module")
 def package() -> Any:
     """The package as mkdocstrings sees it: read by griffe from the sources."""
-    griffe = pytest.importorskip("griffe")
     loader = griffe.GriffeLoader()
     loaded = loader.load("fathom_async")
     loader.resolve_aliases(implicit=False, external=False)

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+import griffe
 import pytest
 from aioresponses import aioresponses
+from mypy import api
 
 import fathom_async
 from fathom_async import APIResponseError, FathomClient, Site, types
@@ -113,7 +115,6 @@ def test_filters_plans_and_export_specs_take_the_aliases() -> None:
 
 
 def test_each_alias_has_a_docstring_a_documentation_generator_reads() -> None:
-    griffe = pytest.importorskip("griffe")
     module = griffe.load("fathom_async.types")
     assert module.docstring is not None
     assert "Literal" in module.docstring.value
@@ -199,7 +200,6 @@ ignore_missing_imports = True
 @pytest.fixture(scope="module")
 def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """One mypy run over every snippet: each file's output lines, by snippet name."""
-    api = pytest.importorskip("mypy.api")
     folder = tmp_path_factory.mktemp("mypy")
     files = []
     for name, body in SNIPPETS.items():

@@ -50,6 +50,7 @@ from ._version import __version__
 
 if _TYPE_CHECKING:
     from ._frames import AggregationRows
+    from ._raw import RawResponse
     from ._redis import RateLimiterUnavailableError, RedisRateLimits
     from ._reports import (
         CacheStats,
@@ -65,6 +66,7 @@ _LAZY = {
     "AggregationRows": "._frames",
     "CacheStats": "._reports",
     "RateLimiterUnavailableError": "._redis",
+    "RawResponse": "._raw",
     "RedisRateLimits": "._redis",
     "RedisReportCache": "._reports",
     "ReportCache": "._reports",
@@ -115,6 +117,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiterUnavailableError",
     "RateLimits",
+    "RawResponse",
     "RedisRateLimits",
     "RedisReportCache",
     "ReportCache",

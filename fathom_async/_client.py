@@ -42,6 +42,8 @@ import attrs
 from aiohttp import hdrs
 from yarl import URL
 
+from . import _telemetry
+from ._calls import CALL, CallRecord
 from ._converter import Converter, get_converter
 from ._exceptions import (
     AcquireTimeoutError,
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
     from tenacity import RetryCallState
 
+    from ._raw import RawClient
     from ._reports import ReportCacheBackend, SingleFlight
     from ._resources.aggregations import AggregationsResource
     from ._resources.current_visitors import CurrentVisitorsResource
@@ -841,6 +844,16 @@ class FathomClient:
 
         return CurrentVisitorsResource(self)
 
+    @cached_property
+    def with_raw_response(self) -> RawClient:
+        """The same calls, each answering with a `RawResponse`: `.status_code`,
+        `.headers` (`X-RateLimit-*` among them), `.content`, and `.parse()` for the
+        model. They go through the same limiter and retries, with this client's (or
+        view's) settings."""
+        from ._raw import RawClient
+
+        return RawClient(self)
+
     # -- state -------------------------------------------------------------------
 
     @property
@@ -937,7 +950,11 @@ class FathomClient:
         """tenacity's `before_sleep`: say what failed and when the next attempt goes."""
         exc = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        self._warn_retry(state.args[0], exc, wait, state.attempt_number + 1)
+        request: ApiRequest = state.args[0]
+        meters = _telemetry.meters() if _telemetry.AVAILABLE else None
+        if meters is not None:
+            meters.retried(request.bucket, exc)
+        self._warn_retry(request, exc, wait, state.attempt_number + 1)
 
     def _acquire(
         self, limiter: RateLimitBackend, bucket: Bucket, priority: Priority, timeout: float | None
@@ -946,6 +963,33 @@ class FathomClient:
             limiter.acquire(bucket, priority=priority, timeout=timeout),
             "this call waited for a rate-limit slot",
         )
+
+    async def _wait_for_slot(
+        self,
+        limiter: RateLimitBackend,
+        request: ApiRequest,
+        slots: SlotTerms,
+        state: _LoopState,
+        record: CallRecord | None,
+        meters: _telemetry.Instruments | None,
+    ) -> Permit:
+        """No slot is free now: wait on the call's terms, and tell whoever is watching."""
+        bucket, priority = request.bucket, slots.priority
+        counted = _telemetry.AVAILABLE  # the waiting gauge counts from before any SDK is set
+        if counted:
+            _telemetry.waiting(bucket, priority, 1)
+        started = state.loop.time()
+        try:
+            permit = await slots.wait(bucket, functools.partial(self._acquire, limiter, bucket))
+        finally:
+            waited = state.loop.time() - started
+            if counted:
+                _telemetry.waiting(bucket, priority, -1)
+            if record is not None:
+                record.wait += waited
+        if meters is not None:
+            meters.granted(bucket, slots.priority, waited)
+        return permit
 
     async def _attempt(self, request: ApiRequest, slots: SlotTerms, attempt: int) -> Any:
         shared = self._shared
@@ -959,13 +1003,17 @@ class FathomClient:
             )
         limiter = shared.limiter
         options = self._options
+        record = CALL.get()  # None unless a span or a raw response reads it
+        meters = _telemetry.meters() if _telemetry.AVAILABLE else None
         permit = None
         if limiter is not None:
             permit = limiter.try_acquire(request.bucket, priority=slots.priority)
             if permit is None:
-                permit = await slots.wait(
-                    request.bucket, functools.partial(self._acquire, limiter, request.bucket)
-                )
+                permit = await self._wait_for_slot(limiter, request, slots, state, record, meters)
+            elif meters is not None:
+                meters.granted(request.bucket, slots.priority, 0.0)
+        if record is not None:
+            record.attempts += 1
         url = shared.url(request.path)
         headers = shared.headers(request)
         logs = logger.isEnabledFor(logging.INFO)  # checked once: DEBUG implies INFO
@@ -992,13 +1040,21 @@ class FathomClient:
                     status = response.status
                     response_headers = response.headers
                     body = await _read_body(response, shared.max_response_bytes)
-            except FathomError:
+            except FathomError as exc:
+                if meters is not None:
+                    meters.answered(request.bucket, getattr(exc, "status_code", None))
                 raise
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                if meters is not None:
+                    meters.answered(request.bucket, None)
                 raise self._transport_error(request, exc) from exc
         finally:
             if permit is not None:
                 permit.release()
+        if meters is not None:
+            meters.answered(request.bucket, status)
+        if record is not None:
+            record.responded(status, response_headers, body)
         if limiter is not None and has_feedback(status, response_headers):
             feedback = server_feedback(status, response_headers, now=shared.clock())
             await limiter.observe(request.bucket, feedback)

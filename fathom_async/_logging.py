@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 
-__all__ = ["logger", "redact_headers", "setup_logging"]
+__all__ = ["logger", "redact_headers", "setup_logging", "warn_caller"]
 
 logger = logging.getLogger("fathom_async")
 
@@ -38,3 +40,19 @@ def setup_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
+
+
+def warn_caller(message: str, category: type[Warning]) -> None:
+    """`warnings.warn` pointed at the first frame outside this package: the caller's.
+
+    A fixed `stacklevel` would point inside the package whenever a wrapper (a traced
+    call, a retry) stands between the caller and us.
+    """
+    level = 1
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "fathom_async."
+    ):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level + 1)

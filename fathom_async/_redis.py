@@ -118,11 +118,11 @@ import os
 import secrets
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ._exceptions import FathomError, ValidationError
+from ._logging import warn_caller
 from ._loops import Beacon
 from ._redis_client import RedisConnector
 from ._scheduler import (
@@ -740,11 +740,10 @@ class RedisRateLimits(_QueuedLimits):
     ) -> Permit:
         if not self._warned:  # in the caller's task, so a warning filter sees it here
             self._warned = True
-            warnings.warn(
+            warn_caller(
                 f"Redis is unavailable ({self._last_reason}); rate limits for key"
                 f" {self.key!r} fall back to this process alone until it returns",
                 RuntimeWarning,
-                stacklevel=3,
             )
         loop = asyncio.get_running_loop()
         started = loop.time()

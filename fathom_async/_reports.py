@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
+from . import _telemetry
+from ._calls import CALL, CallRecord
 from ._dates import TIME_FORMAT, halve_range, split_range
 from ._dates import zone as _zone
 from ._exceptions import AcquireTimeoutError, ValidationError
@@ -141,6 +143,15 @@ class _Flight(Generic[T]):
         self._waited = 0.0
         self._since: float | None = None  # loop time the current slot wait began
         self._changed: asyncio.Future[None] = loop.create_future()
+        # What the run's attempts did; each caller takes it in with the answer.
+        self.record = CallRecord(raw=True)
+
+    async def run(self, start: Callable[[SlotTerms], Coroutine[Any, Any, T]]) -> T:
+        """The shared run itself, in a task of its own (whose context this sets)."""
+        CALL.set(self.record)
+        if _telemetry.AVAILABLE:
+            self.record.origin = _telemetry.current_span()
+        return await start(self)
 
     # -- terms ------------------------------------------------------------------
 
@@ -286,22 +297,35 @@ class SingleFlight:
         cancels only its own wait, or the run when it was the last one there.
         """
         loop = asyncio.get_running_loop()
-        flight: _Flight[T] | None = self._flights.get(key)
-        if flight is None or flight.loop is not loop or flight.task is None or flight.task.done():
+        found: _Flight[T] | None = self._flights.get(key)
+        joined = (
+            found is not None
+            and found.loop is loop
+            and found.task is not None
+            and not found.task.done()
+        )
+        if found is not None and found.task is not None and joined:
+            flight, task = found, found.task
+            caller = flight.join(priority, acquire_timeout)
+            self.joined += 1
+        else:
             flight = _Flight(loop)
             caller = flight.join(priority, acquire_timeout)  # its terms before the run starts
-            task: asyncio.Future[T] = asyncio.ensure_future(start(flight))
+            task = asyncio.ensure_future(flight.run(start))
             flight.task = task
             self._flights[key] = flight
             task.add_done_callback(functools.partial(self._forget, key, flight))
             self.started += 1
-        else:
-            caller = flight.join(priority, acquire_timeout)
-            task = flight.task
-            self.joined += 1
         try:
             return await flight.answer(caller)
         finally:
+            record = CALL.get()
+            if record is not None:  # what the run did for this caller, while it was there
+                record.take(flight.record, wait=False)
+                record.wait += flight.waited() - caller.joined
+                if joined:
+                    record.coalesced = True
+                    record.origin = flight.record.origin
             if flight.leave(caller) and not task.done():
                 # Nobody is left to want the answer: forget the run before cancelling
                 # it, so that a caller arriving now starts afresh instead of joining it.
@@ -385,10 +409,15 @@ class ReportCacheBackend(abc.ABC):
         except Exception as exc:  # a cache outage must not cost the report
             self._failed("read", exc)
             found = None
-        if found is None or (max_age is not None and self._now() - found[0] > max_age):
+        hit = found is not None and (max_age is None or self._now() - found[0] <= max_age)
+        meters = _telemetry.meters() if _telemetry.AVAILABLE else None
+        if meters is not None:
+            meters.looked_up(hit)
+        if not hit:
             self._misses += 1
             return None
         self._hits += 1
+        assert found is not None
         return found[1]
 
     async def set(self, key: str, value: Any, *, ttl: float) -> None:
@@ -587,9 +616,12 @@ async def fetch_report(
         if keep == 0 and max_age is None:
             backend = None  # not cached: neither read nor written
     key = request_key(shared.token, request)
-    if backend is not None:
+    record = CALL.get()
+    if backend is not None and not (record is not None and record.raw):  # raw: always sent
         found = await backend.get(key, max_age=max_age)
         if found is not None:
+            if record is not None:
+                record.cached += 1
             return structure(found)
 
     async def send(slots: SlotTerms) -> T:

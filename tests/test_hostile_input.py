@@ -516,7 +516,7 @@ def test_the_pager_raises_only_typed_errors(pages: list[Any], strict: bool) -> N
 
     resource = Resource(cast(FathomClient, _Stub(pages, strict)))
     pager: AsyncPager[Site] = resource._list(
-        "/sites", Site, limit=10, starting_after=None, ending_before=None
+        "sites.list", "/sites", Site, limit=10, starting_after=None, ending_before=None
     )
 
     async def walk() -> None:

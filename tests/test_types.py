@@ -75,7 +75,8 @@ def test_each_alias_is_the_literal_validation_checks(name: str) -> None:
 def _annotation(function: Callable[..., Any], parameter: str) -> Any:
     """A parameter's annotation, evaluated where the function was written."""
     text = inspect.signature(function).parameters[parameter].annotation
-    return eval(text, function.__globals__)  # the modules use postponed annotations
+    written = inspect.unwrap(function)  # a traced public call wraps the method
+    return eval(text, written.__globals__)  # the modules use postponed annotations
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._logging import warn_caller
 from .._models import Deleted, Page, Wiped
 from .._pagination import AsyncPager
 from .._protocol import ApiRequest, list_items
+from .._telemetry import observed
 from .._validation import check_page_args
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Resource:
 
     def _list(
         self,
+        name: str,
         path: str,
         model: type[T],
         *,
@@ -39,9 +41,13 @@ class Resource:
         starting_after: str | None,
         ending_before: str | None,
     ) -> AsyncPager[T]:
+        """A pager over `path`; each page it fetches is a public call `name` (a span)."""
         size, after, before = check_page_args(limit, starting_after, ending_before)
 
-        async def fetch(limit: int, after: str | None, before: str | None) -> Page[T]:
+        def fetch(limit: int, after: str | None, before: str | None) -> Awaitable[Page[T]]:
+            return observed(name, "entity", self._client, page(limit, after, before))
+
+        async def page(limit: int, after: str | None, before: str | None) -> Page[T]:
             query = [("limit", str(limit))]
             if after is not None:
                 query.append(("starting_after", after))
@@ -71,9 +77,8 @@ class Resource:
         return self._client._converter.structure(data, Deleted)
 
     async def _wipe(self, request: ApiRequest, what: str) -> Wiped:
-        warnings.warn(
+        warn_caller(
             f"{what} was retired by Fathom and answers 410 Gone; this call raises GoneError",
             DeprecationWarning,
-            stacklevel=3,
         )
         return await self._fetch(request, Wiped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._models import Account, TokenInfo
 from .._protocol import ApiRequest
+from .._telemetry import public_call
 from ._base import Resource
 
 
@@ -15,6 +16,7 @@ class AccountResource(Resource):
     (no answer) and `ClientClosedError`.
     """
 
+    @public_call("account.get", "entity")
     async def get(self) -> Account:
         """The account that owns the token (`GET /account`).
 
@@ -35,6 +37,7 @@ class TokenResource(Resource):
     (no answer) and `ClientClosedError`.
     """
 
+    @public_call("token.get", "entity")
     async def get(self) -> TokenInfo:
         """The token's name and abilities (`GET /token`); the API never returns the secret.
 

@@ -23,6 +23,7 @@ from .._models import AggregationRow
 from .._protocol import ApiRequest, encode_id, join_csv
 from .._reports import ReportPlan, check_max_age, run_aggregation
 from .._rows import structure_table
+from .._telemetry import public_call
 from .._types import (
     AGGREGATES,
     DATE_GROUPINGS,
@@ -341,6 +342,7 @@ class AggregationsResource(Resource):
         max_age: float | None = None,
     ) -> AggregationRows: ...
 
+    @public_call("aggregations.query", "reports")
     async def query(
         self,
         *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .._models import CurrentVisitors
 from .._protocol import ApiRequest, encode_id
 from .._reports import check_max_age, fetch_report
+from .._telemetry import public_call
 from .._validation import check_bool
 from ._base import Resource
 
@@ -21,6 +22,7 @@ class CurrentVisitorsResource(Resource):
     `APIResponseError` (an answer without a total) and `ClientClosedError`.
     """
 
+    @public_call("current_visitors.get", "reports")
     async def get(
         self,
         site_id: str,

@@ -8,6 +8,7 @@ from .._exceptions import ValidationError
 from .._models import Deleted, Event, Wiped
 from .._pagination import AsyncPager
 from .._protocol import ApiRequest, build_path
+from .._telemetry import public_call
 from .._types import CURRENCIES, NOT_GIVEN, Currency, NotGiven
 from .._validation import check_choice, check_name
 from ._base import Resource
@@ -47,9 +48,11 @@ class EventsResource(Resource):
         """
         path = build_path("sites", ("site_id", site_id), "events")
         return self._list(
-            path, Event, limit=limit, starting_after=starting_after, ending_before=ending_before
+            "events.list", path, Event,
+            limit=limit, starting_after=starting_after, ending_before=ending_before,
         )
 
+    @public_call("events.get", "entity")
     async def get(self, site_id: str, event_id: str) -> Event:
         """One event (`GET /sites/{site_id}/events/{event_id}`); `currency` is None.
 
@@ -64,6 +67,7 @@ class EventsResource(Resource):
         path = build_path("sites", ("site_id", site_id), "events", ("event_id", event_id))
         return await self._fetch(ApiRequest("GET", path, "entity"), Event)
 
+    @public_call("events.create", "entity")
     async def create(
         self, site_id: str, name: str, *, currency: Currency | NotGiven = NOT_GIVEN
     ) -> Event:
@@ -92,6 +96,7 @@ class EventsResource(Resource):
             ApiRequest("POST", path, "entity", json=body, creates=True), Event
         )
 
+    @public_call("events.update", "entity")
     async def update(
         self,
         site_id: str,
@@ -124,6 +129,7 @@ class EventsResource(Resource):
             raise ValidationError("update", {}, "at least one of name, currency")
         return await self._fetch(ApiRequest("POST", path, "entity", json=body), Event)
 
+    @public_call("events.delete", "entity")
     async def delete(self, site_id: str, event_id: str) -> Deleted:
         """Delete one event (`DELETE /sites/{site_id}/events/{event_id}`).
 
@@ -140,6 +146,7 @@ class EventsResource(Resource):
         path = build_path("sites", ("site_id", site_id), "events", ("event_id", event_id))
         return await self._delete(ApiRequest("DELETE", path, "entity"), event_id)
 
+    @public_call("events.delete_by_name", "entity")
     async def delete_by_name(self, site_id: str, name: str) -> Deleted:
         """Delete every event of the site with this name (the newer API's call).
 
@@ -160,6 +167,7 @@ class EventsResource(Resource):
         request = ApiRequest("DELETE", path, "entity", query=(("name", name),))
         return await self._delete(request, None, name=name)
 
+    @public_call("events.set_currency", "entity")
     async def set_currency(self, site_id: str, name: str, currency: Currency) -> Event:
         """Set the currency of the event(s) with this name (the newer API's call).
 
@@ -181,6 +189,7 @@ class EventsResource(Resource):
         }
         return await self._fetch(ApiRequest("POST", path, "entity", json=body), Event)
 
+    @public_call("events.wipe", "entity")
     async def wipe(self, site_id: str, event_id: str) -> Wiped:
         """Wipe an event's data (`DELETE /sites/{site_id}/events/{event_id}/data`): retired.
 

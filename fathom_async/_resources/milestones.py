@@ -7,6 +7,7 @@ from datetime import date
 from .._models import Deleted, Milestone
 from .._pagination import AsyncPager
 from .._protocol import ApiRequest, build_path
+from .._telemetry import public_call
 from .._validation import check_milestone_date, check_name
 from ._base import Resource
 
@@ -44,10 +45,11 @@ class MilestonesResource(Resource):
         """
         path = build_path("sites", ("site_id", site_id), "milestones")
         return self._list(
-            path, Milestone, limit=limit, starting_after=starting_after,
+            "milestones.list", path, Milestone, limit=limit, starting_after=starting_after,
             ending_before=ending_before,
         )
 
+    @public_call("milestones.get", "entity")
     async def get(self, site_id: str, milestone_id: str) -> Milestone:
         """One milestone (`GET /sites/{site_id}/milestones/{milestone_id}`).
 
@@ -62,6 +64,7 @@ class MilestonesResource(Resource):
         )
         return await self._fetch(ApiRequest("GET", path, "entity"), Milestone)
 
+    @public_call("milestones.create", "entity")
     async def create(self, site_id: str, name: str, milestone_date: date | str) -> Milestone:
         """Create a milestone (`POST /sites/{site_id}/milestones`; the API answers 201).
 
@@ -91,6 +94,7 @@ class MilestonesResource(Resource):
             ApiRequest("POST", path, "entity", json=body, creates=True), Milestone
         )
 
+    @public_call("milestones.update", "entity")
     async def update(
         self, site_id: str, milestone_id: str, *, name: str, milestone_date: date | str
     ) -> Milestone:
@@ -115,6 +119,7 @@ class MilestonesResource(Resource):
         }
         return await self._fetch(ApiRequest("POST", path, "entity", json=body), Milestone)
 
+    @public_call("milestones.delete", "entity")
     async def delete(self, site_id: str, milestone_id: str) -> Deleted:
         """Delete a milestone (`DELETE /sites/{site_id}/milestones/{milestone_id}`).
 

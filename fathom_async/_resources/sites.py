@@ -8,6 +8,7 @@ from .._exceptions import ValidationError
 from .._models import Deleted, Site, Wiped
 from .._pagination import AsyncPager
 from .._protocol import ApiRequest, build_path
+from .._telemetry import public_call
 from .._types import MULTI_DOMAIN_OPTIONS, NOT_GIVEN, SHARING, MultiDomainOption, NotGiven, Sharing
 from .._validation import check_bool, check_choice, check_name, check_timezone
 from ._base import Resource
@@ -97,9 +98,11 @@ class SitesResource(Resource):
                 entity bucket came within `acquire_timeout`; nothing was sent.
         """
         return self._list(
-            "/sites", Site, limit=limit, starting_after=starting_after, ending_before=ending_before
+            "sites.list", "/sites", Site,
+            limit=limit, starting_after=starting_after, ending_before=ending_before,
         )
 
+    @public_call("sites.get", "entity")
     async def get(self, site_id: str) -> Site:
         """One site (`GET /sites/{site_id}`).
 
@@ -114,6 +117,7 @@ class SitesResource(Resource):
             ApiRequest("GET", build_path("sites", ("site_id", site_id)), "entity"), Site
         )
 
+    @public_call("sites.create", "entity")
     async def create(
         self,
         name: str,
@@ -155,6 +159,7 @@ class SitesResource(Resource):
             ApiRequest("POST", "/sites", "entity", json=body, creates=True), Site
         )
 
+    @public_call("sites.update", "entity")
     async def update(
         self,
         site_id: str,
@@ -192,6 +197,7 @@ class SitesResource(Resource):
             raise ValidationError("update", {}, "at least one field to change")
         return await self._fetch(ApiRequest("POST", path, "entity", json=body), Site)
 
+    @public_call("sites.delete", "entity")
     async def delete(self, site_id: str) -> Deleted:
         """Delete a site and all its data (`DELETE /sites/{site_id}`); Fathom cannot undo this.
 
@@ -205,6 +211,7 @@ class SitesResource(Resource):
         path = build_path("sites", ("site_id", site_id))
         return await self._delete(ApiRequest("DELETE", path, "entity"), site_id)
 
+    @public_call("sites.wipe", "entity")
     async def wipe(self, site_id: str) -> Wiped:
         """Wipe a site's data (`DELETE /sites/{site_id}/data`): retired by Fathom.
 

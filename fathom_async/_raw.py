@@ -35,6 +35,12 @@ class RawResponse(Generic[T]):
     several requests it is the last response to arrive; a report call answered by an
     identical call in flight has that call's response. A raw call never reads the
     report cache: there would be no response to show.
+
+    Attributes:
+        status_code: the HTTP status, as 200 or 204.
+        headers: the response headers, looked up in any case: `X-RateLimit-Limit`
+            and `X-RateLimit-Remaining` say what is left of the bucket's budget.
+        content: the body as sent (empty for a 204).
     """
 
     __slots__ = ("_parsed", "content", "headers", "status_code")
@@ -42,11 +48,8 @@ class RawResponse(Generic[T]):
     def __init__(
         self, status_code: int, headers: Mapping[str, str], content: bytes, parsed: T
     ) -> None:
-        #: The HTTP status, as `200` or `204`.
         self.status_code = status_code
-        #: The response headers, case-insensitive (`headers["x-ratelimit-remaining"]`).
         self.headers = headers
-        #: The body as sent (empty for a 204).
         self.content = content
         self._parsed = parsed
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.machinery
 import importlib.util
 import sys
 import threading
@@ -75,10 +76,19 @@ WAIT_BOUNDARIES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 
 
 def _installed() -> bool:
+    """Whether `opentelemetry.trace` could be imported, found without importing it.
+
+    `find_spec("opentelemetry.trace")` would import the namespace package
+    `opentelemetry` first; the path finder looks in its folders without doing so.
+    """
     try:
-        return importlib.util.find_spec("opentelemetry.trace") is not None
-    except (ImportError, ValueError):  # a package without the API, or one blocked
+        top = importlib.util.find_spec("opentelemetry")
+    except (ImportError, ValueError):  # blocked (None in sys.modules)
         return False
+    if top is None or top.submodule_search_locations is None:
+        return False
+    places = list(top.submodule_search_locations)
+    return importlib.machinery.PathFinder.find_spec("opentelemetry.trace", places) is not None
 
 
 #: Whether `opentelemetry-api` can be imported at all (the `otel` extra).
@@ -132,13 +142,6 @@ def meters() -> Instruments | None:
             found = None
     _meters_in_force = (provider, found)
     return found
-
-
-def _forget_providers() -> None:
-    """Look the providers up afresh on the next call (tests swap them)."""
-    global _tracer_in_force, _meters_in_force
-    _tracer_in_force = (None, None)
-    _meters_in_force = (None, None)
 
 
 # -- metrics -------------------------------------------------------------------------------

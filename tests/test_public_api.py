@@ -15,7 +15,7 @@ EXPECTED = {
     "ClientClosedError", "CurrentPage", "CurrentReferrer", "CurrentVisitors", "Deleted",
     "Event", "FathomClient", "FathomError", "Filter", "GoneError", "Milestone",
     "NotFoundError", "NotGiven", "Page", "PermissionDeniedError",
-    "RateLimitError", "RateLimits", "ServerError",
+    "RateLimitError", "RateLimits", "RawResponse", "ServerError",
     "Site", "TokenInfo", "UnprocessableEntityError", "ValidationError", "Wiped",
     "__version__",
     # the scheduler on Redis

@@ -144,6 +144,19 @@ SNIPPETS = {
         await fathom.aggregations.query(entity="pageview", site_id="CDBUGS", aggregates=own)
         ExportSpec(date_from=date(2024, 1, 1), date_to=date(2024, 1, 31),
                    pageview_aggregates=["visits"], event_grouping=["hostname"])
+        raw = await fathom.with_raw_response.sites.get("CDBUGS")
+        site: Site = raw.parse()
+        status: int = raw.status_code
+        remaining: str | None = raw.headers.get("X-RateLimit-Remaining")
+        first: Page[Site] = (await fathom.with_raw_response.sites.list(limit=5)).parse()
+        table: AggregationRows = (await fathom.with_raw_response.aggregations.query(
+            entity="event", site_id="CDBUGS", entity_name="Signup", aggregates="conversions",
+        )).parse()
+    """,
+    "raw_typo": """
+        await fathom.with_raw_response.aggregations.query(
+            entity="pageview", site_id="CDBUGS", aggregates=["visits", "uniqes"]  # BAD
+        )
     """,
     "typo": """
         await fathom.aggregations.query(
@@ -174,7 +187,7 @@ SNIPPETS = {
 HEADER = """\
 from datetime import date
 
-from fathom_async import FathomClient
+from fathom_async import AggregationRows, FathomClient, Page, Site
 from fathom_async.export import ExportSpec
 from fathom_async.types import PageviewAggregate
 
@@ -230,7 +243,9 @@ def test_correct_calls_type_check(mypy_report: dict[str, list[str]]) -> None:
     assert mypy_report["correct"] == []
 
 
-@pytest.mark.parametrize("name", ["typo", "other_entity", "plan_typo", "grouping_typo"])
+@pytest.mark.parametrize(
+    "name", ["typo", "other_entity", "plan_typo", "grouping_typo", "raw_typo"]
+)
 def test_a_wrong_value_for_the_entity_fails_type_checking(
     mypy_report: dict[str, list[str]], name: str
 ) -> None:
@@ -238,7 +253,7 @@ def test_a_wrong_value_for_the_entity_fails_type_checking(
     assert len(errors) == 1, mypy_report[name]
     # No overload takes the call: the error is at the call, and the overloads it
     # lists name the argument and the values each entity allows.
-    assert "No overload variant of" in errors[0]
+    assert "No overload variant" in errors[0]  # "of" the method; a raw call's is unnamed
     assert "[call-overload]" in errors[0]
     start = int(errors[0].split(":")[1])
     assert start < _bad_line(name) <= start + 3

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "overhead": "Request overhead against raw aiohttp",
     "aggregations": "100,000 aggregation rows through aggregations.query",
     "retry": "What the retry engine costs a call",
+    "telemetry": "What OpenTelemetry support costs a call",
     "scheduler": "Scheduler accuracy and per-acquire cost",
     "export": "Bulk export: wall time against the rate-limit floor, and peak memory",
     "load": "Warehouse load (dlt into DuckDB): wall time against the rate-limit floor",
@@ -89,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         sections = _merge(options.output.read_text(encoding="utf-8"), fresh)
     else:
         sections += [fresh[name] for name in chosen]
-    options.output.write_text("\n".join(sections), encoding="utf-8")
+    # One blank line between sections, however many the file had: a merge keeps each
+    # old section's own trailing newlines, and joining them again would add to them.
+    text = "\n".join(section.rstrip("\n") + "\n" for section in sections)
+    options.output.write_text(text, encoding="utf-8")
     print(f"wrote {options.output}", file=sys.stderr)
     if failed:
         print(f"no figure from: {', '.join(failed)}", file=sys.stderr)

@@ -8,8 +8,8 @@ already; we read it from `sys.modules` and ask for the tracer and meter
 - without `opentelemetry-api` installed (the `otel` extra), the public calls are the
   plain methods (`public_call` leaves them as they are) and the request layer reads
   one module global;
-- installed but not configured (no SDK provider set), each call pays a look in
-  `sys.modules` and a wrapper's await, measured in benchmarks/RESULTS.md;
+- installed but not configured (no SDK provider set), each call pays a look at the
+  API's globals and a wrapper's await, measured in benchmarks/RESULTS.md;
 - configured, each public call is a span `fathom <resource>.<method>` and the
   request layer records the metrics below.
 
@@ -29,6 +29,7 @@ import asyncio
 import functools
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -104,12 +105,30 @@ _tracer_in_force: tuple[object, Tracer | None] = (None, None)
 _meters_in_force: tuple[object, Instruments | None] = (None, None)
 
 
+# Whether the API would load a provider named in the environment on first use.
+_TRACER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_METER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in os.environ
+
+
+def _none_set(module: str, attribute: str, from_env: bool) -> bool:
+    """Whether surely no provider is set: the API is not loaded, or its global is empty.
+
+    The API's getters look in `os.environ` on every call while none is set (a
+    microsecond each, most of what an unconfigured API costs a call); its global is
+    read here instead. When the global is not where this version of the API keeps it,
+    the answer is False and the public getter decides.
+    """
+    api = sys.modules.get(module)
+    return api is None or (getattr(api, attribute, True) is None and not from_env)
+
+
 def tracer() -> Tracer | None:
     """The tracer `fathom_async` of the tracer provider in force, or None (none set)."""
     global _tracer_in_force
-    api = sys.modules.get("opentelemetry.trace")
-    if api is None:
-        return None  # nobody imported the API, so nobody set a provider
+    if _none_set("opentelemetry.trace", "_TRACER_PROVIDER", _TRACER_FROM_ENV):
+        return None  # nobody set a provider: every span would be a no-op
+    from opentelemetry import trace as api
+
     provider = api.get_tracer_provider()
     seen, found = _tracer_in_force
     if provider is seen:
@@ -125,9 +144,10 @@ def tracer() -> Tracer | None:
 def meters() -> Instruments | None:
     """Our instruments from the meter provider in force, or None (none set)."""
     global _meters_in_force
-    api = sys.modules.get("opentelemetry.metrics")
-    if api is None:
+    if _none_set("opentelemetry.metrics._internal", "_METER_PROVIDER", _METER_FROM_ENV):
         return None
+    from opentelemetry import metrics as api
+
     provider = api.get_meter_provider()
     seen, found = _meters_in_force
     if provider is seen:
@@ -150,6 +170,11 @@ _WAITING_LOCK = threading.Lock()
 _waiting: dict[tuple[str, str], int] = {(b, p): 0 for b in BUCKETS for p in PRIORITIES}
 _SLOT_ATTRS = {
     (b, p): {"fathom.bucket": b, "fathom.priority": p} for b in BUCKETS for p in PRIORITIES
+}
+_ANSWER_ATTRS = {
+    (b, kind): {"fathom.bucket": b, "fathom.status_class": kind}
+    for b in BUCKETS
+    for kind in ("1xx", "2xx", "3xx", "4xx", "5xx", "no_response")
 }
 
 
@@ -233,9 +258,11 @@ class Instruments:
         self.wait.record(seconds, attributes)
 
     def answered(self, bucket: str, status: int | None) -> None:
-        self.requests.add(
-            1, {"fathom.bucket": bucket, "fathom.status_class": status_class(status)}
-        )
+        kind = status_class(status)
+        attributes = _ANSWER_ATTRS.get((bucket, kind))
+        if attributes is None:  # a status outside 1xx-5xx: made when seen
+            attributes = {"fathom.bucket": bucket, "fathom.status_class": kind}
+        self.requests.add(1, attributes)
 
     def retried(self, bucket: str, exc: BaseException | None) -> None:
         self.retries.add(1, {"fathom.bucket": bucket, "fathom.reason": retry_reason(exc)})

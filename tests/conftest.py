@@ -40,6 +40,10 @@ from fathom_async._client import _forget_default_rate_limits  # noqa: E402
 
 TOKEN = "test-token-9f8e7d6c5b4a-SECRET"
 BASE = "https://api.usefathom.com/v1"
+#: A site as the API sends it, and the budget headers of an entity answer.
+SITE = {"id": "CDBUGS", "object": "site", "name": "Bugs", "sharing": "none",
+        "created_at": "2024-01-01 00:00:00"}
+LIMIT_HEADERS = {"X-RateLimit-Limit": "2000", "X-RateLimit-Remaining": "1999"}
 
 
 def url(path: str) -> re.Pattern[str]:
@@ -56,12 +60,12 @@ def api() -> Iterator[_aioresponses]:
 @pytest.fixture
 async def fathom(api: _aioresponses) -> AsyncIterator[FathomClient]:
     async with FathomClient(TOKEN, rate_limits=None, strict=True) as client:
-        client._shared.sleep = _no_sleep
+        client._shared.sleep = no_sleep
         yield client
 
 
-async def _no_sleep(seconds: float) -> None:
-    return None
+async def no_sleep(seconds: float) -> None:
+    """A retry's backoff that takes no time (set as `client._shared.sleep`)."""
 
 
 def calls(api: _aioresponses) -> list[tuple[str, str, dict[str, Any]]]:

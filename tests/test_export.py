@@ -32,6 +32,7 @@ from fathom_async.export import (
 from fathom_async.export import _manifest as manifest_module
 from fathom_async.export._spec import add_units, align, chunk_end, units_in
 from fathom_async.testing import FakeFathom, Pageview
+from tests.conftest import no_sleep
 
 TODAY = datetime.now(timezone.utc).date()
 
@@ -322,7 +323,7 @@ async def test_an_export_through_faults_has_the_rows_of_a_clean_one(tmp_path: Pa
     async with FakeFathom(seed=21, pageviews=4_000, enforce_rate_limits=False) as fake, \
             FathomClient(fake.token, base_url=fake.url, rate_limits=None,
                          max_retries=12) as fathom:
-        fathom._shared.sleep = _no_sleep
+        fathom._shared.sleep = no_sleep
         spec = make_spec()
         fake.inject("GET /aggregations", "error_500", probability=0.2)
         fake.inject("GET /aggregations", "rate_limit", times=6)
@@ -335,9 +336,6 @@ async def test_an_export_through_faults_has_the_rows_of_a_clean_one(tmp_path: Pa
         await run_export(fathom, spec, tmp_path / "clean")
     assert rows_of(tmp_path / "faulty") == rows_of(tmp_path / "clean")
 
-
-async def _no_sleep(seconds: float) -> None:
-    return None
 
 
 @pytest.mark.looptime

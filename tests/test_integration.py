@@ -19,6 +19,7 @@ from fathom_async import (
     ValidationError,
 )
 from fathom_async.testing import FakeFathom
+from tests.conftest import no_sleep
 
 
 @pytest.fixture
@@ -31,12 +32,9 @@ async def fake() -> AsyncIterator[FakeFathom]:
 async def fathom(fake: FakeFathom) -> AsyncIterator[FathomClient]:
     async with FathomClient(fake.token, base_url=fake.url, rate_limits=None,
                             strict=True) as client:
-        client._shared.sleep = _no_sleep
+        client._shared.sleep = no_sleep
         yield client
 
-
-async def _no_sleep(seconds: float) -> None:
-    return None
 
 
 async def test_account_and_token(fathom: FathomClient) -> None:

@@ -24,17 +24,11 @@ from fathom_async import (
 from fathom_async._raw import RawClient
 from fathom_async._resources._base import Resource
 from fathom_async.testing import FakeFathom
-from tests.conftest import TOKEN, calls, url
+from tests.conftest import LIMIT_HEADERS, SITE, TOKEN, calls, no_sleep, url
 
-SITE = {"id": "CDBUGS", "object": "site", "name": "Bugs", "sharing": "none",
-        "created_at": "2024-01-01 00:00:00"}
-LIMIT_HEADERS = {"X-RateLimit-Limit": "2000", "X-RateLimit-Remaining": "1999"}
 REPORT: dict[str, Any] = {"entity": "pageview", "site_id": "CDBUGS", "aggregates": "visits",
                           "date_from": date(2020, 1, 1), "date_to": date(2020, 1, 31)}
 
-
-async def _no_sleep(seconds: float) -> None:
-    return None
 
 
 async def test_a_raw_call_has_the_status_the_headers_the_body_and_the_model(
@@ -61,7 +55,7 @@ async def test_a_raw_call_is_retried_like_the_plain_one(api: aioresponses) -> No
     api.get(url("/sites/CDBUGS"), status=503, payload={"error": "busy"})
     api.get(url("/sites/CDBUGS"), payload=SITE, headers=LIMIT_HEADERS)
     async with FathomClient(TOKEN, rate_limits=None) as fathom:
-        fathom._shared.sleep = _no_sleep
+        fathom._shared.sleep = no_sleep
         response = await fathom.with_raw_response.sites.get("CDBUGS")
     assert response.status_code == 200  # the answer it succeeded with
     assert response.parse().id == "CDBUGS"

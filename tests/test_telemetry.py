@@ -35,11 +35,8 @@ from fathom_async import (
     _telemetry,
 )
 from fathom_async.testing import FakeFathom
-from tests.conftest import TOKEN, calls, url
+from tests.conftest import LIMIT_HEADERS, SITE, TOKEN, calls, no_sleep, url
 
-SITE = {"id": "CDBUGS", "object": "site", "name": "Bugs", "sharing": "none",
-        "created_at": "2024-01-01 00:00:00"}
-LIMIT_HEADERS = {"X-RateLimit-Limit": "2000", "X-RateLimit-Remaining": "1999"}
 REPORT: dict[str, Any] = {"entity": "pageview", "site_id": "CDBUGS", "aggregates": "visits"}
 PAST: dict[str, Any] = {"date_from": date(2020, 1, 1), "date_to": date(2020, 1, 31)}
 
@@ -110,9 +107,6 @@ def otel() -> Iterator[Otel]:
     telemetry.meter_provider.shutdown()
 
 
-async def _no_sleep(seconds: float) -> None:
-    return None
-
 
 # -- spans ----------------------------------------------------------------------------
 
@@ -176,7 +170,7 @@ async def test_retries_are_attempts_of_one_span_and_counted_by_reason(
     api.get(url("/sites/CDBUGS"), payload=SITE)
     api.get(url("/sites/DOWN"), status=500, payload={"error": "down"}, repeat=True)
     async with FathomClient(TOKEN, rate_limits=None, max_retries=2) as fathom:
-        fathom._shared.sleep = _no_sleep
+        fathom._shared.sleep = no_sleep
         await fathom.sites.get("CDBUGS")
         with pytest.raises(ServerError):
             await fathom.sites.get("DOWN")
@@ -346,7 +340,7 @@ async def test_a_connection_failure_counts_as_no_response(otel: Otel, api: aiore
     api.get(url("/sites/CDBUGS"), exception=aiohttp.ClientConnectionError("reset"))
     api.get(url("/sites/CDBUGS"), payload=SITE)
     async with FathomClient(TOKEN, rate_limits=None) as fathom:
-        fathom._shared.sleep = _no_sleep
+        fathom._shared.sleep = no_sleep
         await fathom.sites.get("CDBUGS")
     assert otel.points("fathom.requests") == {
         attrs(bucket="entity", status_class="no_response"): 1,
@@ -414,7 +408,7 @@ async def test_a_raw_call_is_traced_and_still_has_its_response(
     api.get(url("/sites/CDBUGS"), status=503, payload={"error": "busy"})
     api.get(url("/sites/CDBUGS"), payload=SITE, headers=LIMIT_HEADERS)
     async with FathomClient(TOKEN, rate_limits=None) as fathom:
-        fathom._shared.sleep = _no_sleep
+        fathom._shared.sleep = no_sleep
         response = await fathom.with_raw_response.sites.get("CDBUGS")
     assert (response.status_code, response.headers["X-RateLimit-Remaining"]) == (200, "1999")
     assert response.parse().id == "CDBUGS"

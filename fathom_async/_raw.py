@@ -30,8 +30,9 @@ class RawResponse(Generic[T]):
     """A call's HTTP response: status, headers and body, and `.parse()` for its model.
 
     It comes from the same call as the plain method (validation, rate-limit slot,
-    retries, typed errors for 4xx and 5xx), so it describes the answer the call
-    succeeded with: after retries, the last attempt's. For an aggregation split over
+    retries, typed errors for 4xx and 5xx), and describes the last response the call
+    read: after retries, the last attempt's (for a DELETE whose retry found the
+    object already gone, that 404). For an aggregation split over
     several requests it is the last response to arrive; a report call answered by an
     identical call in flight has that call's response. A raw call never reads the
     report cache: there would be no response to show.

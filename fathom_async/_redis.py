@@ -109,6 +109,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import hashlib
 import importlib.resources
 import itertools
@@ -118,8 +119,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from ._exceptions import FathomError, ValidationError
 from ._logging import warn_caller
@@ -145,6 +146,15 @@ if TYPE_CHECKING:
 __all__ = ["RateLimiterUnavailableError", "RedisRateLimits"]
 
 logger = logging.getLogger("fathom_async.redis")
+T = TypeVar("T")
+
+
+def _detached(
+    loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]
+) -> asyncio.Task[T]:
+    """A background task with a context of its own: it outlives the call that started
+    it, so none of that call's context (its trace span, its call record) goes with it."""
+    return contextvars.Context().run(loop.create_task, work)
 
 OnUnavailable = Literal["fail", "local"]
 ON_UNAVAILABLE: tuple[OnUnavailable, ...] = get_args(OnUnavailable)
@@ -315,7 +325,7 @@ class _RedisQueue(WaitQueue):
             and (self.wanted() or self.refunds)
             and not self.loop.is_closed()
         ):
-            self.driver = self.loop.create_task(owner._drive(self))
+            self.driver = _detached(self.loop, owner._drive(self))
 
     def earliest(self, bulk: bool) -> float | None:
         reply = self.lane.reply
@@ -689,7 +699,7 @@ class RedisRateLimits(_QueuedLimits):
             self._last_reason = reason
             self._fallback = self._seeded_fallback()
             self._back = Beacon()
-            self._prober = loop.create_task(self._probe())
+            self._prober = _detached(loop, self._probe())
         queue.settle(_LOCAL)
 
     async def _probe(self) -> None:
@@ -793,7 +803,7 @@ class RedisRateLimits(_QueuedLimits):
             prober = self._prober
             if prober is None or prober.done() or prober.get_loop().is_closed():
                 # The loop that fell back has ended (asyncio.run() returned): probe here.
-                self._prober = queue.loop.create_task(self._probe())
+                self._prober = _detached(queue.loop, self._probe())
             return await self._acquire_local(queue.lane, priority, timeout)
         loop = queue.loop
         started = loop.time()

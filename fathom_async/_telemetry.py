@@ -48,7 +48,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
-    from opentelemetry.trace import Tracer
+    from opentelemetry.trace import Span, Tracer
 
     from ._client import FathomClient
 
@@ -136,7 +136,11 @@ def tracer() -> Tracer | None:
     if isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)):
         found = None  # no SDK: every span would be a no-op
     else:
-        found = provider.get_tracer(NAME, __version__)
+        try:
+            found = provider.get_tracer(NAME, __version__)
+        except Exception as exc:  # a broken provider: no spans, no failure
+            _failed("traces", exc)
+            found = None
     _tracer_in_force = (provider, found)
     return found
 
@@ -158,10 +162,21 @@ def meters() -> Instruments | None:
         try:
             found = Instruments(provider.get_meter(NAME, __version__))
         except Exception as exc:  # an API too old for one of them: no metrics, no failure
-            logger.warning("OpenTelemetry metrics are off: %s: %s", type(exc).__name__, exc)
+            _failed("metrics", exc)
             found = None
     _meters_in_force = (provider, found)
     return found
+
+
+_told: set[str] = set()
+
+
+def _failed(what: str, exc: Exception) -> None:
+    """Say once per process that telemetry of a kind failed; the call goes on."""
+    if what not in _told:
+        _told.add(what)
+        logger.warning("OpenTelemetry %s failed and are off where they fail: %s: %s",
+                       what, type(exc).__name__, exc)
 
 
 # -- metrics -------------------------------------------------------------------------------
@@ -285,6 +300,8 @@ def current_span() -> object:
 
 def observed(name: str, bucket: str, client: FathomClient, call: Awaitable[T]) -> Awaitable[T]:
     """`call` itself, or `call` inside a span `fathom <name>` when tracing is set up."""
+    if not AVAILABLE:
+        return call
     found = tracer()
     if found is None:
         return call
@@ -296,44 +313,68 @@ async def _traced(
 ) -> T:
     from opentelemetry import context, trace
 
-    span = found.start_span(
-        f"fathom {name}",
-        kind=trace.SpanKind.INTERNAL,
-        attributes={"fathom.bucket": bucket, "fathom.priority": client.priority},
-    )
-    if not span.is_recording():
-        span.end()
+    try:
+        span = found.start_span(
+            f"fathom {name}",
+            kind=trace.SpanKind.INTERNAL,
+            attributes={"fathom.bucket": bucket, "fathom.priority": client.priority},
+        )
+        # Current even when not sampled: aiohttp's span then takes its decision.
+        attached = context.attach(trace.set_span_in_context(span))
+    except Exception as exc:  # a broken tracer or span processor: the call goes on
+        _failed("traces", exc)
         return await call
     outer = CALL.get()
-    record = CallRecord(raw=outer is not None and outer.raw)
-    attached = context.attach(trace.set_span_in_context(span))
-    current = CALL.set(record)
+    record = None
+    if span.is_recording():
+        record = CallRecord(raw=outer is not None and outer.raw)
+        current = CALL.set(record)
     try:
         return await call
     except Exception as exc:
-        span.record_exception(exc)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.set_attribute("error.type", type(exc).__qualname__)
+        if record is not None:
+            _record_error(span, exc)
         raise
     except asyncio.CancelledError:
-        span.set_attribute("fathom.cancelled", True)
+        if record is not None:
+            span.set_attribute("fathom.cancelled", True)
         raise
     finally:
-        CALL.reset(current)
+        if record is not None:
+            CALL.reset(current)
         context.detach(attached)
-        span.set_attributes({
-            "fathom.wait_seconds": record.wait,
-            "fathom.attempts": record.attempts,
-            "fathom.coalesced": record.coalesced,
-            "fathom.cache_hit": record.cache_hit,
-        })
-        if record.status is not None:
-            span.set_attribute("http.response.status_code", record.status)
-        if record.coalesced and isinstance(record.origin, trace.SpanContext):
-            span.add_link(record.origin, {"fathom.link": "shared_request"})
-        span.end()
-        if outer is not None:
+        try:
+            if record is not None:
+                _describe(span, record)
+            span.end()
+        except Exception as exc:  # a span processor that fails on end
+            _failed("traces", exc)
+        if outer is not None and record is not None:
             outer.take(record)
+
+
+def _record_error(span: Span, exc: Exception) -> None:
+    from opentelemetry import trace
+
+    span.record_exception(exc)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_attribute("error.type", type(exc).__qualname__)
+
+
+def _describe(span: Span, record: CallRecord) -> None:
+    """Put what the call did on its span."""
+    from opentelemetry import trace
+
+    span.set_attributes({
+        "fathom.wait_seconds": record.wait,
+        "fathom.attempts": record.attempts,
+        "fathom.coalesced": record.coalesced,
+        "fathom.cache_hit": record.cache_hit,
+    })
+    if record.status is not None:
+        span.set_attribute("http.response.status_code", record.status)
+    if record.coalesced and isinstance(record.origin, trace.SpanContext):
+        span.add_link(record.origin, {"fathom.link": "shared_request"})
 
 
 def public_call(name: str, bucket: str) -> Callable[[F], F]:

@@ -8,9 +8,11 @@ opentelemetry-test-utils does), so the client must follow the providers in force
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -23,19 +25,26 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fathom_async import (
     FathomClient,
     NotFoundError,
     RateLimits,
+    RedisRateLimits,
     ReportCache,
     ServerError,
     ValidationError,
     _telemetry,
 )
+from fathom_async._calls import CALL
 from fathom_async.testing import FakeFathom
 from tests.conftest import LIMIT_HEADERS, SITE, TOKEN, calls, no_sleep, url
+from tests.redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # the fixture, for pytest
 
 REPORT: dict[str, Any] = {"entity": "pageview", "site_id": "CDBUGS", "aggregates": "visits"}
 PAST: dict[str, Any] = {"date_from": date(2020, 1, 1), "date_to": date(2020, 1, 31)}
@@ -418,6 +427,113 @@ async def test_a_raw_call_is_traced_and_still_has_its_response(
     )
 
 
+class _DropThenKeep(IdGenerator):
+    """Trace ids that a 50 % ratio sampler drops, then keeps, in turn."""
+
+    def __init__(self) -> None:
+        self._traces = itertools.cycle([(1 << 64) - 1, 1])
+        self._spans = itertools.count(1)
+
+    def generate_span_id(self) -> int:
+        return next(self._spans)
+
+    def generate_trace_id(self) -> int:
+        return next(self._traces)
+
+
+async def test_a_call_the_sampler_drops_takes_its_http_span_with_it() -> None:
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    _unset_providers()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        sampler=ParentBased(TraceIdRatioBased(0.5)), id_generator=_DropThenKeep()
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    instrumentor = AioHttpClientInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        async with (
+            FakeFathom(pageviews=5, enforce_rate_limits=False) as fake,
+            FathomClient(fake.token, base_url=fake.url) as fathom,
+        ):
+            await fathom.sites.get("CDBUGS")  # dropped: its trace id is over the ratio
+            await fathom.sites.get("CDBUGS")  # kept
+    finally:
+        instrumentor.uninstrument()
+        _unset_providers()
+        provider.shutdown()
+    # Not a lone GET for the dropped call, sampled on its own as a trace of its own.
+    kept = exporter.get_finished_spans()
+    [http] = [span for span in kept if span.kind == SpanKind.CLIENT]
+    [ours] = [span for span in kept if span.kind == SpanKind.INTERNAL]
+    assert ours.context is not None
+    assert http.parent is not None
+    assert http.parent.span_id == ours.context.span_id
+
+
+class _BrokenTracers(trace.TracerProvider):
+    """A tracer provider that cannot make tracers."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        raise TypeError("no tracers here")
+
+
+class _BrokenSpans(trace.TracerProvider):
+    """A tracer provider whose spans fail to start (a span processor that raises)."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        class Failing(trace.NoOpTracer):
+            def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+                raise RuntimeError("the span processor failed")
+
+        return Failing()
+
+
+@pytest.mark.parametrize("provider", [_BrokenTracers, _BrokenSpans])
+async def test_a_broken_tracer_provider_never_fails_a_call(
+    api: aioresponses, provider: type[trace.TracerProvider], caplog: pytest.LogCaptureFixture
+) -> None:
+    api.get(url("/sites/CDBUGS"), payload=SITE)
+    _unset_providers()
+    _telemetry._told.clear()
+    trace.set_tracer_provider(provider())
+    try:
+        async with FathomClient(TOKEN, rate_limits=None) as fathom:
+            site = await fathom.sites.get("CDBUGS")
+    finally:
+        _unset_providers()
+    assert site.id == "CDBUGS"
+    assert "OpenTelemetry traces failed" in caplog.text
+
+
+async def test_the_redis_limiter_s_background_work_runs_under_no_call(
+    otel: Otel, api: aioresponses, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its driver task is started by the first call that waits, and serves every later
+    # call's grants: it must not carry that first call's span and record along.
+    api.get(url("/sites/CDBUGS"), payload=SITE, repeat=True)
+    seen: list[tuple[bool, bool]] = []
+    take = RedisRateLimits._take
+
+    async def watched(self: RedisRateLimits, *args: Any, **kwargs: Any) -> Any:
+        span = trace.get_current_span().get_span_context()
+        seen.append((span.is_valid, CALL.get() is not None))
+        return await take(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisRateLimits, "_take", watched)
+    limits = RedisRateLimits(redis_server.url, key=uuid.uuid4().hex, entity=(2, 0.2))
+    try:
+        async with FathomClient(TOKEN, rate_limits=limits) as fathom:
+            await asyncio.gather(*(fathom.sites.get("CDBUGS") for _ in range(3)))
+    finally:
+        await limits.aclose()
+    assert seen
+    assert not any(span or record for span, record in seen), seen
+    assert len(otel.spans("fathom sites.get")) == 3
+
+
 class _BrokenMeters(metrics.MeterProvider):
     """A meter provider that cannot make meters (an SDK too old or too new, say)."""
 
@@ -430,6 +546,7 @@ async def test_telemetry_that_fails_never_fails_a_call(
 ) -> None:
     api.get(url("/sites/CDBUGS"), payload=SITE)
     _unset_providers()
+    _telemetry._told.clear()
     metrics.set_meter_provider(_BrokenMeters())
     try:
         async with FathomClient(TOKEN, rate_limits=None) as fathom:
@@ -437,4 +554,5 @@ async def test_telemetry_that_fails_never_fails_a_call(
     finally:
         _unset_providers()
     assert site.id == "CDBUGS"
-    assert "OpenTelemetry metrics are off: TypeError: no meters here" in caplog.text
+    assert "OpenTelemetry metrics failed" in caplog.text
+    assert "TypeError: no meters here" in caplog.text

@@ -951,7 +951,7 @@ class FathomClient:
         exc = state.outcome.exception() if state.outcome is not None else None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         request: ApiRequest = state.args[0]
-        meters = _telemetry.meters() if _telemetry.AVAILABLE else None
+        meters = _telemetry.meters()
         if meters is not None:
             meters.retried(request.bucket, exc)
         self._warn_retry(request, exc, wait, state.attempt_number + 1)

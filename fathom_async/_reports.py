@@ -298,14 +298,10 @@ class SingleFlight:
         """
         loop = asyncio.get_running_loop()
         found: _Flight[T] | None = self._flights.get(key)
-        joined = (
-            found is not None
-            and found.loop is loop
-            and found.task is not None
-            and not found.task.done()
-        )
-        if found is not None and found.task is not None and joined:
-            flight, task = found, found.task
+        running = found.task if found is not None and found.loop is loop else None
+        joined = found is not None and running is not None and not running.done()
+        if found is not None and running is not None and joined:
+            flight, task = found, running
             caller = flight.join(priority, acquire_timeout)
             self.joined += 1
         else:
@@ -409,16 +405,17 @@ class ReportCacheBackend(abc.ABC):
         except Exception as exc:  # a cache outage must not cost the report
             self._failed("read", exc)
             found = None
-        hit = found is not None and (max_age is None or self._now() - found[0] <= max_age)
-        meters = _telemetry.meters() if _telemetry.AVAILABLE else None
+        value = None  # values are never None
+        if found is not None and (max_age is None or self._now() - found[0] <= max_age):
+            value = found[1]
+        meters = _telemetry.meters()
         if meters is not None:
-            meters.looked_up(hit)
-        if not hit:
+            meters.looked_up(value is not None)
+        if value is None:
             self._misses += 1
-            return None
-        self._hits += 1
-        assert found is not None
-        return found[1]
+        else:
+            self._hits += 1
+        return value
 
     async def set(self, key: str, value: Any, *, ttl: float) -> None:
         """Keep `value` under `key` for `ttl` seconds."""

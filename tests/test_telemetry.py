@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -491,23 +491,6 @@ class _BrokenSpans(trace.TracerProvider):
         return Failing()
 
 
-@pytest.mark.parametrize("provider", [_BrokenTracers, _BrokenSpans])
-async def test_a_broken_tracer_provider_never_fails_a_call(
-    api: aioresponses, provider: type[trace.TracerProvider], caplog: pytest.LogCaptureFixture
-) -> None:
-    api.get(url("/sites/CDBUGS"), payload=SITE)
-    _unset_providers()
-    _telemetry._told.clear()
-    trace.set_tracer_provider(provider())
-    try:
-        async with FathomClient(TOKEN, rate_limits=None) as fathom:
-            site = await fathom.sites.get("CDBUGS")
-    finally:
-        _unset_providers()
-    assert site.id == "CDBUGS"
-    assert "OpenTelemetry traces failed" in caplog.text
-
-
 async def test_the_redis_limiter_s_background_work_runs_under_no_call(
     otel: Otel, api: aioresponses, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -541,18 +524,39 @@ class _BrokenMeters(metrics.MeterProvider):
         raise TypeError("no meters here")
 
 
+def _set_tracers(provider: Any) -> None:
+    trace.set_tracer_provider(provider)
+
+
+def _set_meters(provider: Any) -> None:
+    metrics.set_meter_provider(provider)
+
+
+@pytest.mark.parametrize(
+    ("provider", "set_provider", "kind", "why"),
+    [
+        (_BrokenTracers, _set_tracers, "traces", "TypeError: no tracers here"),
+        (_BrokenSpans, _set_tracers, "traces", "RuntimeError: the span processor failed"),
+        (_BrokenMeters, _set_meters, "metrics", "TypeError: no meters here"),
+    ],
+)
 async def test_telemetry_that_fails_never_fails_a_call(
-    api: aioresponses, caplog: pytest.LogCaptureFixture
+    api: aioresponses,
+    caplog: pytest.LogCaptureFixture,
+    provider: Callable[[], Any],
+    set_provider: Callable[[Any], None],
+    kind: str,
+    why: str,
 ) -> None:
     api.get(url("/sites/CDBUGS"), payload=SITE)
     _unset_providers()
-    _telemetry._told.clear()
-    metrics.set_meter_provider(_BrokenMeters())
+    _telemetry._told.clear()  # it says so once per process
+    set_provider(provider())
     try:
         async with FathomClient(TOKEN, rate_limits=None) as fathom:
             site = await fathom.sites.get("CDBUGS")
     finally:
         _unset_providers()
     assert site.id == "CDBUGS"
-    assert "OpenTelemetry metrics failed" in caplog.text
-    assert "TypeError: no meters here" in caplog.text
+    assert f"OpenTelemetry {kind} failed" in caplog.text
+    assert why in caplog.text

@@ -59,17 +59,17 @@ import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
+from benchmarks import _workers
 from benchmarks._loopback import decoder, new_loop, serve, server
+from benchmarks._workers import Answer, reply
 
 if TYPE_CHECKING:  # the library is imported where it is measured
     from fathom_async.types import FieldGrouping, PageviewAggregate
@@ -223,11 +223,6 @@ def _touch(rows: Iterable[Any]) -> int:
     return total
 
 
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
 def _worker(name: str, kind: str, base: str) -> int:
     """Answer `query` / `touch` commands on stdin with one timed call each."""
     try:
@@ -249,9 +244,9 @@ def _worker(name: str, kind: str, base: str) -> int:
 
         _, count, total = loop.run_until_complete(timed(True))  # warm up, and check
     except Exception as exc:
-        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        reply({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    _reply({"decoder": label, "loop": type(loop).__module__, "rows": count, "visits": total})
+    reply({"decoder": label, "loop": type(loop).__module__, "rows": count, "visits": total})
     for line in sys.stdin:
         command = line.strip()
         if command == "quit":
@@ -259,9 +254,9 @@ def _worker(name: str, kind: str, base: str) -> int:
         try:
             elapsed, count, total = loop.run_until_complete(timed(command == "touch"))
         except Exception as exc:
-            _reply({"error": f"{type(exc).__name__}: {exc}"})
+            reply({"error": f"{type(exc).__name__}: {exc}"})
             continue
-        _reply({"seconds": elapsed, "rows": count, "visits": total})
+        reply({"seconds": elapsed, "rows": count, "visits": total})
     loop.run_until_complete(close())
     loop.close()
     return 0
@@ -288,12 +283,12 @@ def _memory(name: str, base: str) -> int:
         call, close, label = loop.run_until_complete(_open(name, base))
         loop.run_until_complete(call(True))  # a small warm-up call
     except Exception as exc:
-        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        reply({"error": f"{type(exc).__name__}: {exc}"})
         return 1
     gc.collect()
     before = _rss_now()
     if before is None:
-        _reply({"error": "no current RSS on this system (/proc/self/statm)"})
+        reply({"error": "no current RSS on this system (/proc/self/statm)"})
         return 1
     rows = loop.run_until_complete(call(False))
     peak = _max_rss() - before
@@ -306,43 +301,31 @@ def _memory(name: str, base: str) -> int:
     del rows
     loop.run_until_complete(close())
     loop.close()
-    _reply({"decoder": label, "peak": peak, "held": held, "touched": touched,
-            "rows": count, "visits": total})
+    reply({"decoder": label, "peak": peak, "held": held, "touched": touched,
+           "rows": count, "visits": total})
     return 0
 
 
 # -- the coordinator ---------------------------------------------------------------------
 
 
-@dataclass
-class Worker:
-    name: str
-    kind: str
-    process: subprocess.Popen[str]
-    ready: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    def ask(self, command: str) -> dict[str, Any]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None
-        assert stdout is not None
-        if command:
-            stdin.write(command + "\n")
-            stdin.flush()
-        return _answer(stdout, self.process)
+def _died(why: str) -> Answer:
+    return {"error": why}
 
 
-def _answer(stdout: IO[str], process: subprocess.Popen[str]) -> dict[str, Any]:
-    line = stdout.readline()
-    if not line:
-        return {"error": f"worker exited ({process.wait()}) without an answer"}
-    answer: dict[str, Any] = json.loads(line)
-    return answer
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.aggregations", *args]
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "benchmarks.aggregations", *args],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+class Worker(_workers.Worker):
+    """The worker process of the contender `name` on the loop `kind`."""
+
+    def __init__(self, name: str, kind: str, base: str) -> None:
+        super().__init__(_command("--worker", name, "--loop", kind, "--base", base), _died)
+        self.name = name
+        self.kind = kind
+        self.ready: dict[str, Any] = {}
+        self.error: str | None = None
 
 
 def _uvloop_error() -> str | None:
@@ -416,10 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in CONTENDERS:
                 for kind in kinds:
-                    process = _spawn("--worker", name, "--loop", kind, "--base", base)
-                    workers.append(Worker(name, kind, process))
+                    workers.append(Worker(name, kind, base))
             for worker in workers:  # they import and warm up at once; wait for each
-                worker.ready = worker.ask("")
+                worker.ready = worker.ask()
                 who = f"{CONTENDERS[worker.name]} ({worker.kind})"
                 if not check(who, worker.ready):
                     worker.error = worker.ready.get("error", "wrong rows")
@@ -449,10 +431,9 @@ def main(argv: list[str] | None = None) -> int:
             timing_took = time.perf_counter() - started
             for _ in range(options.memory_runs):  # interleaved, one fresh process each
                 for name in CONTENDERS:
-                    process = _spawn("--memory", name, "--base", base)
-                    assert process.stdout is not None
-                    answer = _answer(process.stdout, process)
-                    process.wait(timeout=60)
+                    fresh = _workers.Worker(_command("--memory", name, "--base", base), _died)
+                    answer = fresh.ask()
+                    fresh.process.wait(timeout=60)
                     if check(f"{CONTENDERS[name]} (memory)", answer):
                         decoders[name].add(answer["decoder"])
                         for key in ("peak", "held", "touched"):

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.abc
-import json
 import statistics
 import subprocess
 import sys
@@ -60,10 +59,11 @@ import time
 from collections.abc import Awaitable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._loopback import CONCURRENCY, drive, new_loop, serve, server, site
 from benchmarks._stats import spread
+from benchmarks._workers import Answer, Worker, reply
 
 if TYPE_CHECKING:  # the library is imported in the workers, once each is set up
     from fathom_async import FathomClient
@@ -223,11 +223,6 @@ async def _hooks(fathom: FathomClient, calls: int) -> dict[str, float]:
     return figures
 
 
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
 def _worker(name: str, base: str, requests: int) -> int:
     """Answer `round` and `hooks N` on stdin with figures, and `quit` with the checks."""
     contender = _Contender(name)  # before fathom_async is imported
@@ -246,21 +241,21 @@ def _worker(name: str, base: str, requests: int) -> int:
         loop.run_until_complete(drive(call, requests))  # warm up
         loop.run_until_complete(_hooks(fathom, 1000))
         calls = 1 + requests
-        _reply({"problems": problems + contender.check(fathom, calls)})
+        reply({"problems": problems + contender.check(fathom, calls)})
         for line in sys.stdin:
             command, *args = line.split()
             if command == "round":
                 speed, cpu = loop.run_until_complete(drive(call, requests))
                 calls += requests
-                _reply({"speed": speed, "cpu": cpu})
+                reply({"speed": speed, "cpu": cpu})
             elif command == "hooks":
-                _reply(loop.run_until_complete(_hooks(fathom, int(args[0]))))
+                reply(loop.run_until_complete(_hooks(fathom, int(args[0]))))
             else:
                 break
         loop.run_until_complete(fathom.close())
-        _reply({"problems": contender.check(fathom, calls)})
+        reply({"problems": contender.check(fathom, calls)})
     except Exception as exc:
-        _reply({"problems": [f"{type(exc).__name__}: {exc}"]})
+        reply({"problems": [f"{type(exc).__name__}: {exc}"]})
         loop.run_until_complete(fathom.close())
         return 1
     finally:
@@ -271,31 +266,19 @@ def _worker(name: str, base: str, requests: int) -> int:
 # -- the coordinator ---------------------------------------------------------------------
 
 
-class _Worker:
+def _died(why: str) -> Answer:
+    return {"problems": [why]}
+
+
+class _Worker(Worker):
+    """One worker process of the contender `name`."""
+
     def __init__(self, name: str, base: str, requests: int) -> None:
-        self.name = name
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "benchmarks.telemetry", "--worker", name, "--base", base,
              "--requests", str(requests)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, command: str | None) -> dict[str, Any]:
-        """The worker's answer to `command` (None: to starting)."""
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None
-        assert stdout is not None
-        if command is not None:
-            stdin.write(command + "\n")
-            stdin.flush()
-        return _answer(stdout, self.process)
-
-
-def _answer(stdout: IO[str], process: subprocess.Popen[str]) -> dict[str, Any]:
-    line = stdout.readline()
-    if not line:
-        return {"problems": [f"worker exited ({process.wait()}) without an answer"]}
-    answer: dict[str, Any] = json.loads(line)
-    return answer
+            _died)
+        self.name = name
 
 
 Figures = dict[str, tuple[float, float]]  # contender -> (requests/s, CPU us per call)

@@ -299,19 +299,19 @@ class SingleFlight:
         loop = asyncio.get_running_loop()
         found: _Flight[T] | None = self._flights.get(key)
         running = found.task if found is not None and found.loop is loop else None
-        joined = found is not None and running is not None and not running.done()
-        if found is not None and running is not None and joined:
-            flight, task = found, running
-            caller = flight.join(priority, acquire_timeout)
-            self.joined += 1
-        else:
-            flight = _Flight(loop)
+        if found is None or running is None or running.done():
+            flight: _Flight[T] = _Flight(loop)
             caller = flight.join(priority, acquire_timeout)  # its terms before the run starts
-            task = asyncio.ensure_future(flight.run(start))
+            task: asyncio.Future[T] = asyncio.ensure_future(flight.run(start))
             flight.task = task
             self._flights[key] = flight
             task.add_done_callback(functools.partial(self._forget, key, flight))
             self.started += 1
+        else:
+            flight, task = found, running
+            caller = flight.join(priority, acquire_timeout)
+            self.joined += 1
+        joined = flight is found
         try:
             return await flight.answer(caller)
         finally:
